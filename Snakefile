@@ -1,0 +1,22 @@
+# notpipe: Neural Optimal Transport from raw data to a LaTeX report.
+#   snakemake --cores 2 --configfile configs/toy.yaml   # CPU toy suite
+#   snakemake --cores 8 --resources gpu=1              # paper-scale suite (config.yaml)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# config.yaml is the default; --configfile replaces it entirely (no merging of
+# experiment lists from two files).
+if not config:
+
+    configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/toy.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

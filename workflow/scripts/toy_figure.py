@@ -1,0 +1,64 @@
+"""Draw one toy figure as PDF + PNG (the PNG is written beside the PDF).
+
+Kinds and their input:
+  scatter, transport, one_to_many   one samples.npz (from toy_evaluate)
+  losses                            one log.csv (from toy_train)
+  gamma_sweep                       one CSV with columns gamma, modes_covered, cond_var
+
+Command line: python workflow/scripts/toy_figure.py --kind scatter \
+    --input results/toy/moons/samples.npz --out report/figures/toy/moons_scatter.pdf \
+    --title "moons: input, target, push-forward"
+"""
+
+import argparse
+import logging
+
+import numpy as np
+import pandas as pd
+
+from notpipe import plots
+from notpipe.stage import entry
+
+log = logging.getLogger("notpipe.toy_figure")
+
+KINDS = {
+    "scatter": plots.plot_scatter,
+    "transport": plots.plot_transport,
+    "one_to_many": plots.plot_one_to_many,
+    "losses": plots.plot_losses,
+    "gamma_sweep": plots.plot_gamma_sweep,
+}
+
+
+def main(kind: str, inputs: list[str], out_pdf: str, title: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown figure kind {kind!r}; expected one of {sorted(KINDS)}")
+    if len(inputs) != 1:
+        raise ValueError(f"{kind} takes exactly one input file, got {len(inputs)}: {inputs}")
+    if not out_pdf.endswith(".pdf"):
+        raise ValueError(f"output must end in .pdf, got {out_pdf!r}")
+    path = inputs[0]
+    if kind in ("losses", "gamma_sweep"):
+        data = pd.read_csv(path)
+    else:
+        with np.load(path) as npz:
+            data = {k: npz[k] for k in npz.files}
+    pdf, png = KINDS[kind](data, out_pdf[: -len(".pdf")], title)
+    log.info("wrote %s and %s", pdf, png)
+
+
+def _parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kind", choices=sorted(KINDS), required=True)
+    p.add_argument("--input", dest="inputs", nargs="+", required=True, metavar="FILE",
+                   help="samples.npz, log.csv or sweep CSV (see above)")
+    p.add_argument("--out", dest="out_pdf", required=True, metavar="OUT.pdf",
+                   help="PDF path; the PNG goes beside it")
+    p.add_argument("--title", default="", help="figure title")
+    return p
+
+
+if __name__ == "__main__":
+    smk = globals().get("snakemake")
+    entry(main, _parser(), lambda s: dict(
+        kind=s.params.kind, inputs=list(s.input), out_pdf=s.output.pdf, title=s.params.title), smk)

@@ -1,0 +1,38 @@
+"""Train NOT on one toy experiment; resumes from results/toy/{name}/checkpoints/.
+
+Command line: python workflow/scripts/toy_train.py --config configs/toy.yaml --name moons
+"""
+
+import argparse
+from pathlib import Path
+
+from notpipe import toy
+from notpipe.config import load_config, toy_experiments
+from notpipe.stage import entry
+
+
+def main(exp: dict, name: str, model: str, log_csv: str, progress: bool = True) -> None:
+    toy.train(exp, model, log_csv, Path(model).parent / "checkpoints", progress=progress, name=name)
+
+
+def _cli_main(config: str, name: str, results: str | None = None) -> None:
+    cfg = load_config(config)
+    exps = toy_experiments(cfg)
+    if name not in exps:
+        raise SystemExit(f"unknown experiment {name!r}; known: {', '.join(exps)}")
+    out = Path(results or cfg["results_dir"]) / "toy" / name
+    main(exps[name], name, str(out / "model.pt"), str(out / "log.csv"))
+
+
+def _parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="config YAML (validated)")
+    p.add_argument("--name", required=True, help="experiment name (after gamma_sweep expansion)")
+    p.add_argument("--results", help="results directory (default: results_dir of the config)")
+    return p
+
+
+if __name__ == "__main__":
+    smk = globals().get("snakemake")
+    entry(main if smk else _cli_main, _parser(), lambda s: dict(
+        exp=s.params.exp, name=s.wildcards.name, model=s.output.model, log_csv=s.output.log_csv), smk, threads=1)
