@@ -62,3 +62,16 @@ def test_gamma_schedule_linear_warmup():
     s = GammaSchedule(0.66, 25000)
     assert s(0) == 0 and abs(s(12500) - 0.33) < 1e-12 and s(25000) == 0.66 and s(10 ** 6) == 0.66
     assert GammaSchedule(0.5, 0)(0) == 0.5
+
+
+@pytest.mark.parametrize("z", [1, 3])
+@pytest.mark.parametrize("scaling", ["sum", "mean"])
+def test_fused_batch_mean_equals_definition(z, scaling):
+    c = StrongQuadratic(scaling)
+    x = torch.randn(6, 5, generator=g())
+    ys = torch.randn(6, z, 5, generator=g()).requires_grad_()
+    fused = c.batch_mean(x, ys)
+    (gf,) = torch.autograd.grad(fused, ys)
+    plain = c(x, ys).mean()
+    (gp,) = torch.autograd.grad(plain, ys)
+    assert torch.allclose(fused, plain) and torch.allclose(gf, gp)

@@ -48,8 +48,8 @@ def test_nan_loss_stops_with_step_and_writes_no_checkpoint(tmp_path):
         def __getattr__(self, k):
             return getattr(real, k)
 
-        def __call__(self, x, ys, gamma=0.0):
-            c = real(x, ys, gamma)
+        def batch_mean(self, x, ys, gamma=0.0):
+            c = real.batch_mean(x, ys, gamma)
             return c * float("nan") if tr.step >= 12 else c
 
     tr.cost = Bad()

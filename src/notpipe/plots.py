@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
@@ -84,7 +85,7 @@ def _limits(*arrays: np.ndarray, margin: float = 0.05) -> tuple[tuple, tuple]:
     return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
 
 
-def _style(ax: plt.Axes, lims: tuple, title: str, d: int, legend: bool = True) -> None:
+def _style(ax: plt.Axes, lims: tuple, title: str, d: int, legend: bool = True, **legend_kw) -> None:
     ax.set_xlim(*lims[0])
     ax.set_ylim(*lims[1])
     ax.set_aspect("equal", adjustable="box")
@@ -92,9 +93,10 @@ def _style(ax: plt.Axes, lims: tuple, title: str, d: int, legend: bool = True) -
     ax.set_ylabel("x_2" if d >= 2 else "(1-D data)")
     ax.set_title(title, fontsize="medium")
     if legend:
-        leg = ax.legend(loc="best", fontsize="small", markerscale=3, framealpha=0.8)
-        for h in leg.legend_handles:
+        leg = ax.legend(**{"loc": "best", "fontsize": "small", "framealpha": 0.8, **legend_kw})
+        for h in leg.legend_handles:  # legible markers whatever their size in the plot
             h.set_alpha(1)
+            h.set_sizes([40])
 
 
 def _points(ax: plt.Axes, a: np.ndarray, color, label: str | None, size: float = MARKER,
@@ -200,7 +202,7 @@ def plot_one_to_many(samples: dict, stem: str | Path, title: str) -> tuple[Path,
     d = _dim(samples)
     y, xf, ysf = _xy(samples["y"]), _xy(samples["x_fixed"]), _xy(samples["ys_fixed"])
     lims = _limits(y, xf, ysf)
-    fig, ax = plt.subplots(figsize=(6.4, 5.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(9, 5.2), layout="constrained")
     _points(ax, y, GREY, "target y", alpha=0.6)
     colors = plt.get_cmap("tab10").colors
     for k in range(len(xf)):
@@ -209,8 +211,9 @@ def plot_one_to_many(samples: dict, stem: str | Path, title: str) -> tuple[Path,
         _segments(ax, np.broadcast_to(xf[k], draws.shape), draws, [c], widths=0.5, alpha=0.15)
         _points(ax, draws, [c], None, size=10, alpha=0.7, zorder=2)
         ax.scatter(*xf[k], s=180, marker="*", c=[c], edgecolors="k", linewidths=0.8, zorder=3,
-                   label=f"x_{k + 1} and {draws.shape[0]} draws T(x_{k + 1}, z)")
-    _style(ax, lims, "fixed inputs (stars) and their draws", d)
+                   label=f"x_{k + 1}, {draws.shape[0]} draws T(x_{k + 1}, z)")
+    _style(ax, lims, "fixed inputs (stars) and their draws", d, loc="upper left",
+           bbox_to_anchor=(1.02, 1), borderaxespad=0)
     fig.suptitle(_title(title, d))
     return save_figure(fig, stem)
 
@@ -261,14 +264,22 @@ def plot_losses(log: pd.DataFrame, stem: str | Path, title: str) -> tuple[Path, 
 
 
 def _gamma_scale(ax: plt.Axes, g: np.ndarray) -> None:
-    """Log x axis when the gammas span a decade or more (symlog if one is 0)."""
+    """Log x axis when the gammas span a decade or more (symlog if one is 0).
+
+    On a log axis the swept values themselves are the ticks (when there are few).
+    """
     pos = g[g > 0]
     if len(pos) < 2 or pos.max() / pos.min() < 10 or (g < 0).any():
         return
     if (g == 0).any():
-        ax.set_xscale("symlog", linthresh=pos.min())
+        ax.set_xscale("symlog", linthresh=pos.min(), linscale=0.5)
+        ax.set_xlim(-0.15 * pos.min(), pos.max() * 1.5)
     else:
         ax.set_xscale("log")
+        ax.set_xlim(pos.min() / 1.5, pos.max() * 1.5)
+    if len(g) <= 8:
+        ax.set_xticks(g, [f"{v:g}" for v in g])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
 def plot_gamma_sweep(df: pd.DataFrame, stem: str | Path, title: str) -> tuple[Path, Path]:

@@ -101,16 +101,17 @@ class NOTTrainer:
         y = self.T(xr, z)
         return y.view(b, z_per_x, *y.shape[1:])
 
-    def _t_step(self, x: torch.Tensor, gamma: float, slot: int) -> None:
+    def _t_step(self, x: torch.Tensor, gamma: float, slot: tuple[torch.Tensor, torch.Tensor]) -> None:
         with self.ctx:
             ys = self.push(x, self.cost.z_size)
-            cost = self.cost(x, ys.float(), gamma).mean()
+            cost = self.cost.batch_mean(x, ys.float(), gamma)
             loss = cost - self.f(ys.flatten(0, 1)).float().mean()
         self.opt_t.zero_grad(set_to_none=False)
         loss.backward()
         self.opt_t.step()
-        self._buf[0, slot] += loss.detach() / self.k_t
-        self._buf[2, slot] += cost.detach() / self.k_t
+        acc_loss, acc_cost = slot
+        acc_loss.add_(loss.detach())
+        acc_cost.add_(cost.detach())
 
     def _f_step(self, x: torch.Tensor, y: torch.Tensor, slot: int) -> None:
         with torch.no_grad(), self.ctx:
@@ -130,8 +131,11 @@ class NOTTrainer:
         self.T.train()
         self.f.train()
         _set_requires_grad(self.f_params, False)
-        for _ in range(self.k_t):
-            self._t_step(self._draw(self.sample_p, self.batch), gamma, slot)
+        # all k_t input batches in one draw; sums of the T losses/costs (divided at flush)
+        xs = self._draw(self.sample_p, self.batch * self.k_t).split(self.batch)
+        accs = (self._buf[0, slot], self._buf[2, slot])
+        for x in xs:
+            self._t_step(x, gamma, accs)
         _set_requires_grad(self.f_params, True)
         self._f_step(self._draw(self.sample_p, self.batch), self._draw(self.sample_q, self.batch), slot)
         if self.sched_t is not None:
@@ -143,6 +147,7 @@ class NOTTrainer:
     def _flush(self, n: int, seconds: float) -> dict:
         """Read the last ``n`` steps' losses (one host sync); raise on NaN/inf."""
         vals = self._buf[:, :n].double().cpu()
+        vals[[0, 2]] /= self.k_t  # sums over the k_t T-steps -> means
         finite = torch.isfinite(vals).all(0)
         if not bool(finite.all()):
             first = int((~finite).nonzero()[0])

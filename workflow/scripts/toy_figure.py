@@ -1,4 +1,4 @@
-"""Draw one toy figure as PDF + PNG (the PNG is written beside the PDF).
+r"""Draw one toy figure as PDF + PNG (the PNG is written beside the PDF).
 
 Kinds and their input:
   scatter, transport, one_to_many   one samples.npz (from toy_evaluate)
@@ -12,25 +12,23 @@ Command line: python workflow/scripts/toy_figure.py --kind scatter \
 
 import argparse
 import logging
+import sys
+from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from notpipe import plots
-from notpipe.stage import entry
-
+# Not notpipe.stage.entry: that imports torch (~2 s) and a figure needs none of it.
 log = logging.getLogger("notpipe.toy_figure")
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-KINDS = {
-    "scatter": plots.plot_scatter,
-    "transport": plots.plot_transport,
-    "one_to_many": plots.plot_one_to_many,
-    "losses": plots.plot_losses,
-    "gamma_sweep": plots.plot_gamma_sweep,
-}
+KINDS = ("scatter", "transport", "one_to_many", "losses", "gamma_sweep")  # plots.plot_<kind>
 
 
 def main(kind: str, inputs: list[str], out_pdf: str, title: str) -> None:
+    """Read ``inputs[0]`` and write ``out_pdf`` plus the PNG beside it with ``plots.plot_<kind>``."""
+    import numpy as np  # here, not at the top, so that --help stays instant
+    import pandas as pd
+
+    from notpipe import plots
+
     if kind not in KINDS:
         raise ValueError(f"unknown figure kind {kind!r}; expected one of {sorted(KINDS)}")
     if len(inputs) != 1:
@@ -43,13 +41,13 @@ def main(kind: str, inputs: list[str], out_pdf: str, title: str) -> None:
     else:
         with np.load(path) as npz:
             data = {k: npz[k] for k in npz.files}
-    pdf, png = KINDS[kind](data, out_pdf[: -len(".pdf")], title)
+    pdf, png = getattr(plots, f"plot_{kind}")(data, out_pdf[: -len(".pdf")], title)
     log.info("wrote %s and %s", pdf, png)
 
 
 def _parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kind", choices=sorted(KINDS), required=True)
+    p.add_argument("--kind", choices=KINDS, required=True)
     p.add_argument("--input", dest="inputs", nargs="+", required=True, metavar="FILE",
                    help="samples.npz, log.csv or sweep CSV (see above)")
     p.add_argument("--out", dest="out_pdf", required=True, metavar="OUT.pdf",
@@ -59,6 +57,21 @@ def _parser():
 
 
 if __name__ == "__main__":
-    smk = globals().get("snakemake")
-    entry(main, _parser(), lambda s: dict(
-        kind=s.params.kind, inputs=list(s.input), out_pdf=s.output.pdf, title=s.params.title), smk)
+    if "snakemake" in globals():
+        # logging, warnings and tracebacks go to the rule's log file
+        Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)  # noqa: F821
+        with open(snakemake.log[0], "w", buffering=1) as log_fh:  # noqa: F821
+            sys.stderr = log_fh
+            logging.basicConfig(level=logging.INFO, format=FORMAT, stream=log_fh, force=True)
+            try:
+                main(snakemake.params.kind, list(snakemake.input),  # noqa: F821
+                     snakemake.output.pdf, snakemake.params.title)  # noqa: F821
+            except Exception:
+                log.exception("figure failed")
+                raise
+            finally:
+                sys.stderr = sys.__stderr__
+    else:
+        args = _parser().parse_args()
+        logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stderr, force=True)
+        main(args.kind, args.inputs, args.out_pdf, args.title)
