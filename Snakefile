@@ -1,6 +1,8 @@
 # notpipe: Neural Optimal Transport from raw data to a LaTeX report.
 #   snakemake --cores 2 --configfile configs/toy.yaml   # CPU toy suite
 #   snakemake --cores 8 --resources gpu=1              # paper-scale suite (config.yaml)
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -9,7 +11,7 @@ min_version("9.0")
 # experiment lists from two files).
 if not config:
 
-    configfile: "config.yaml"
+    configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 include: "workflow/rules/common.smk"
