@@ -41,7 +41,8 @@ class FlatAdam:
         self.exp_avg_sq = torch.zeros_like(self.flat)
         self.step_count = 0
         self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
-        # minimal param_groups so LR schedulers and loggers can read/set the lr
+        # minimal param_groups so loggers can read (and callers set) the lr; not an
+        # Optimizer subclass, so torch LR schedulers do not wrap it (use impl='torch')
         self.param_groups = [{"lr": lr, "params": self.params}]
 
     def zero_grad(self, set_to_none: bool = False) -> None:

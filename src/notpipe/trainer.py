@@ -101,7 +101,7 @@ class NOTTrainer:
         y = self.T(xr, z)
         return y.view(b, z_per_x, *y.shape[1:])
 
-    def _t_step(self, x: torch.Tensor, gamma: float, slot: tuple[torch.Tensor, torch.Tensor]) -> None:
+    def _t_step(self, x: torch.Tensor, gamma: float, accs: tuple[torch.Tensor, torch.Tensor]) -> None:
         with self.ctx:
             ys = self.push(x, self.cost.z_size)
             cost = self.cost.batch_mean(x, ys.float(), gamma)
@@ -109,7 +109,7 @@ class NOTTrainer:
         self.opt_t.zero_grad(set_to_none=False)
         loss.backward()
         self.opt_t.step()
-        acc_loss, acc_cost = slot
+        acc_loss, acc_cost = accs
         acc_loss.add_(loss.detach())
         acc_cost.add_(cost.detach())
 
