@@ -15,6 +15,8 @@ if not config:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/toy.smk"
 
 

@@ -3,6 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from http_server import http_server  # noqa: F401  (fixture)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -28,3 +30,29 @@ def tiny_experiment(**over) -> dict:
     cfg = validate_config({"toy": {"experiments": {"t": exp}}})
     return cfg["toy"]["experiments"]["t"]
 
+
+
+def tiny_image_run(**over) -> dict:
+    """A validated image run on the 16-px shapes pair with tiny networks."""
+    from notpipe.config import validate_config
+
+    run = {"source": "shapes_circles", "target": "shapes_squares", "image_size": 16,
+           "cost": {"name": "strong"}, "model": {"t_base": 4, "t_depth": 2, "f_nf": 4, "f_max": 8},
+           "steps": 4, "batch": 4, "k_t": 2, "log_every": 2, "checkpoint_every": 2, "grid_every": 2,
+           "grid_inputs": 3, "grid_z": 2}
+    run.update(over)
+    cfg = validate_config({"images": {"runs": {"r": run}}})
+    return cfg["images"]["runs"]["r"]
+
+
+@pytest.fixture(scope="session")
+def shapes_data(tmp_path_factory) -> Path:
+    """``data_dir`` holding shapes_circles_16 and shapes_squares_16 (60 images each)."""
+    from notpipe.datasets import resolve_datasets
+    from notpipe.prepare import prepare
+
+    d = tmp_path_factory.mktemp("data")
+    specs = resolve_datasets({"shapes_circles": {"n": 60}, "shapes_squares": {"n": 60}})
+    for name in ("shapes_circles", "shapes_squares"):
+        prepare(name, specs[name], 16, d / f"{name}_16", d / "raw", progress=False)
+    return d

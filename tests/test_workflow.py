@@ -1,10 +1,12 @@
 """The Snakemake workflow: dry-runs of every shipped config, config errors before
 any job, and one end-to-end CPU run of the toy chain on a tiny config."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -25,7 +27,12 @@ def run_snakemake(*args, cwd=REPO, check=True):
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
 def test_dry_run(config, tmp_path):
     proc = run_snakemake("-n", "--cores", "2", "--configfile", str(config), "--directory", str(tmp_path))
-    assert "toy_train" in proc.stdout and "This was a dry-run" in proc.stdout
+    cfg = yaml.safe_load(config.read_text())
+    assert "This was a dry-run" in proc.stdout
+    if cfg.get("toy", {}).get("experiments"):
+        assert "toy_train" in proc.stdout
+    if cfg.get("images", {}).get("runs"):
+        assert "data_prepare" in proc.stdout and "\ntrain " in proc.stdout
 
 
 def test_default_config_is_config_yaml(tmp_path):
@@ -93,3 +100,44 @@ def test_end_to_end_toy_chain(tmp_path):
     # nothing left to do: the run is complete and up to date
     proc = run_snakemake(*args, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_data_chain_from_url_to_manifest(http_server, tmp_path):
+    from data_fixtures import folder_images, write_zip
+
+    archive = write_zip(tmp_path / "web.zip", folder_images(12))
+    http_server.files["/sets/web.zip"] = (archive.read_bytes(), "application/zip")
+    http_server.drop_once.add("/sets/web.zip")  # the first transfer breaks off: the job resumes
+    cfg = {"data": {"max_bad_fraction": 0.2, "retries": 3},
+           "datasets": {"web_set": {"url": http_server.url("/sets/web.zip"), "format": "image_folder_zip"}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    args = ["--cores", "2", "--configfile", str(tmp_path / "c.yaml"), "--directory", str(tmp_path)]
+    run_snakemake("results/data/web_set_16/manifest.json", *args)
+    manifest = json.loads((tmp_path / "results/data/web_set_16/manifest.json").read_text())
+    sums = json.loads((tmp_path / "results/data/checksums.json").read_text())
+    assert manifest["n_skipped"] == 2 and manifest["n_train"] + manifest["n_test"] == 15
+    assert manifest["sha256"]["web.zip"] == sums["web.zip"]
+    assert manifest["source"] == [http_server.url("/sets/web.zip")]
+    assert any(r and r != "bytes=0-" for r in http_server.ranges())  # resumed with Range
+    assert np.load(tmp_path / "results/data/web_set_16/train.npy").shape[1:] == (16, 16, 3)
+    assert (tmp_path / "results/logs/data/web_set_16.prepare.log").exists()
+
+
+@pytest.mark.slow
+def test_train_rule_runs_on_cpu_with_gpu_resource_zero(tmp_path):
+    run = {"source": "shapes_circles", "target": "shapes_squares", "image_size": 16,
+           "cost": {"name": "weak", "gamma": 0.5, "z_size": 2},
+           "model": {"t_base": 4, "t_depth": 2, "f_nf": 4, "f_max": 8},
+           "steps": 4, "batch": 4, "k_t": 2, "log_every": 2, "checkpoint_every": 2, "grid_every": 4}
+    cfg = {"data": {"offline": True}, "images": {"threads": 1, "runs": {"tiny": run}},
+           "datasets": {"shapes_circles": {"n": 40}, "shapes_squares": {"n": 40}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    args = ["--cores", "2", "--resources", "gpu=0", "--configfile", str(tmp_path / "c.yaml"),
+            "--directory", str(tmp_path)]
+    run_snakemake("results/train/tiny/final.pt", *args)
+    log = (tmp_path / "results/logs/train/tiny.log").read_text()
+    assert "device cpu" in log
+    assert list(pd.read_csv(tmp_path / "results/train/tiny/log.csv").step) == [2, 4]
+    assert (tmp_path / "results/train/tiny/grids/step_00000004.png").exists()
+    assert len(list((tmp_path / "results/train/tiny/checkpoints").glob("step_*.pt"))) == 2

@@ -93,16 +93,8 @@ def _sampler_dim(s: dict, where: str, errors: list[str]) -> int:
     return dim or 2
 
 
-def _check_experiment(name: str, exp: dict, errors: list[str]) -> None:
-    where = f"toy.experiments.{name}"
-    d_src = _sampler_dim(exp["source"], f"{where}.source", errors)
-    d_tgt = _sampler_dim(exp["target"], f"{where}.target", errors)
-    if d_src != d_tgt:
-        errors.append(f"{where}: source dim {d_src} != target dim {d_tgt}; "
-                      "NOT maps between spaces of the same dimension here")
-    cost = exp["cost"]
+def _check_cost(where: str, cost: dict, gammas: list, errors: list[str]) -> None:
     cname = cost["name"]
-    gammas = list(exp.get("gamma_sweep") or [])
     if cname == "strong":
         if cost.get("gamma", 0) != 0 or gammas:
             errors.append(f"{where}.cost.gamma: the strong cost has no gamma; use name: weak")
@@ -118,9 +110,66 @@ def _check_experiment(name: str, exp: dict, errors: list[str]) -> None:
                 if g > 1:
                     errors.append(f"{where}.cost.gamma: gamma={g} > 1 makes the weak quadratic "
                                   "cost ill-posed (allowed: gamma <= 1; negative = variance penalty)")
+
+
+def _check_experiment(name: str, exp: dict, errors: list[str]) -> None:
+    where = f"toy.experiments.{name}"
+    d_src = _sampler_dim(exp["source"], f"{where}.source", errors)
+    d_tgt = _sampler_dim(exp["target"], f"{where}.target", errors)
+    if d_src != d_tgt:
+        errors.append(f"{where}: source dim {d_src} != target dim {d_tgt}; "
+                      "NOT maps between spaces of the same dimension here")
+    _check_cost(where, exp["cost"], list(exp.get("gamma_sweep") or []), errors)
     if exp["checkpoint_every"] % exp["log_every"]:
         errors.append(f"{where}.checkpoint_every: {exp['checkpoint_every']} must be a multiple "
                       f"of log_every={exp['log_every']}")
+
+
+def _check_data(cfg: dict, errors: list[str]) -> None:
+    from .datasets import DatasetError, resolve_datasets
+
+    if cfg["data"]["data_dir"] is None:
+        cfg["data"]["data_dir"] = f"{cfg['results_dir']}/data"
+    try:
+        known = resolve_datasets(cfg["datasets"])
+    except DatasetError as err:
+        errors.append(str(err))
+        return
+    for i, name in enumerate(cfg["data"]["build"]):
+        if name not in known:
+            hint = difflib.get_close_matches(name, known, n=1)
+            did = f" (did you mean '{hint[0]}'?)" if hint else ""
+            errors.append(f"data.build.{i}: unknown data set '{name}'{did}; known: {', '.join(sorted(known))}")
+    for name, spec in known.items():
+        if spec["format"] == "shapes" and not {"shape", "n", "seed"} <= set(spec):
+            errors.append(f"datasets.{name}: format shapes needs shape, n and seed")
+        if spec["format"] == "torchvision" and not spec.get("torchvision"):
+            errors.append(f"datasets.{name}.torchvision: the torchvision class name is required")
+
+
+def _check_images(cfg: dict, errors: list[str]) -> None:
+    from .datasets import DatasetError, resolve_datasets
+
+    try:
+        known = resolve_datasets(cfg["datasets"])
+    except DatasetError:
+        return  # reported by _check_data
+    for name, run in cfg["images"]["runs"].items():
+        where = f"images.runs.{name}"
+        for side in ("source", "target"):
+            if run[side] not in known:
+                hint = difflib.get_close_matches(run[side], known, n=1)
+                did = f" (did you mean '{hint[0]}'?)" if hint else ""
+                errors.append(f"{where}.{side}: unknown data set '{run[side]}'{did}")
+        _check_cost(where, run["cost"], [], errors)
+        size, depth = run["image_size"], run["model"]["t_depth"]
+        if size % (2 ** depth):
+            errors.append(f"{where}.image_size: {size} must be divisible by 2**model.t_depth = {2 ** depth}")
+        if size < 8 or size & (size - 1):
+            errors.append(f"{where}.image_size: {size} must be a power of two (ResNet_D halves it down to 4)")
+        for key in ("checkpoint_every", "grid_every"):
+            if run[key] % run["log_every"]:
+                errors.append(f"{where}.{key}: {run[key]} must be a multiple of log_every={run['log_every']}")
 
 
 def validate_config(config: dict, schema: dict | None = None) -> dict:
@@ -136,6 +185,8 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     errs = sorted(validator.iter_errors(cfg), key=lambda e: [str(p) for p in e.absolute_path])
     lines = [line for e in errs for line in _format_error(e)]
     if not lines:
+        _check_data(cfg, lines)
+        _check_images(cfg, lines)
         for name, exp in cfg["toy"]["experiments"].items():
             _check_experiment(name, exp, lines)
         generated = {n for runs in toy_sweeps(cfg).values() for _, n in runs}

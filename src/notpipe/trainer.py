@@ -35,6 +35,11 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN/inf; the message names the step."""
 
 
+def _unwrap(module: nn.Module) -> nn.Module:
+    """The original module of a ``torch.compile``'d one (state dicts without ``_orig_mod.``)."""
+    return getattr(module, "_orig_mod", module)
+
+
 def _set_requires_grad(params, flag: bool) -> None:
     for p in params:
         p.requires_grad_(flag)
@@ -68,7 +73,8 @@ class NOTTrainer:
                  opt_t, opt_f, *, noise=None, k_t: int = 10, batch: int = 64,
                  gamma_schedule: GammaSchedule | None = None, generator: torch.Generator | None = None,
                  device: str | torch.device = "cpu", sched_t=None, sched_f=None,
-                 autocast_dtype: torch.dtype | None = None, log_every: int = 100):
+                 autocast_dtype: torch.dtype | None = None, log_every: int = 100,
+                 grad_norms: bool = False):
         if cost.stochastic and noise is None:
             raise ValueError(f"{cost.name} cost draws {cost.z_size} samples per input: a noise sampler is required")
         self.T, self.f, self.cost = T, f, cost
@@ -81,11 +87,14 @@ class NOTTrainer:
         self.ctx = (torch.autocast(self.device.type, dtype=autocast_dtype)
                     if autocast_dtype is not None else nullcontext())
         self.f_params = [p for p in f.parameters()]
+        self.t_params = [p for p in T.parameters()]
+        self.grad_norms = bool(grad_norms)
         self.step = 0  # completed f-steps
         self.elapsed = 0.0  # training seconds, summed over resumes
         self.history: list[dict] = []  # one row per log interval
-        # rows: T loss (mean over k_t), f loss, cost term (mean over k_t)
-        self._buf = torch.zeros(3, self.log_every, device=self.device)
+        # rows: T loss (mean over k_t), f loss, cost term (mean over k_t),
+        # grad norm of T (last T-step) and of f (only filled when grad_norms)
+        self._buf = torch.zeros(5, self.log_every, device=self.device)
 
     # ------------------------------------------------------------------ pieces
     def _draw(self, sampler: Sampler, n: int) -> torch.Tensor:
@@ -101,13 +110,23 @@ class NOTTrainer:
         y = self.T(xr, z)
         return y.view(b, z_per_x, *y.shape[1:])
 
-    def _t_step(self, x: torch.Tensor, gamma: float, accs: tuple[torch.Tensor, torch.Tensor]) -> None:
+    @staticmethod
+    def _grad_norm(params) -> torch.Tensor:
+        """Global L2 norm of the gradients (device tensor, no host sync)."""
+        grads = [p.grad for p in params if p.grad is not None]
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads \
+            else torch.zeros(())
+
+    def _t_step(self, x: torch.Tensor, gamma: float, accs: tuple[torch.Tensor, torch.Tensor],
+                norm_slot: int | None = None) -> None:
         with self.ctx:
             ys = self.push(x, self.cost.z_size)
             cost = self.cost.batch_mean(x, ys.float(), gamma)
             loss = cost - self.f(ys.flatten(0, 1)).float().mean()
         self.opt_t.zero_grad(set_to_none=False)
         loss.backward()
+        if norm_slot is not None:
+            self._buf[3, norm_slot] = self._grad_norm(self.t_params)
         self.opt_t.step()
         acc_loss, acc_cost = accs
         acc_loss.add_(loss.detach())
@@ -120,6 +139,8 @@ class NOTTrainer:
             loss = self.f(tx).float().mean() - self.f(y).float().mean()
         self.opt_f.zero_grad(set_to_none=False)
         loss.backward()
+        if self.grad_norms:
+            self._buf[4, slot] = self._grad_norm(self.f_params)
         self.opt_f.step()
         self._buf[1, slot] = loss.detach()
 
@@ -134,8 +155,9 @@ class NOTTrainer:
         # all k_t input batches in one draw; sums of the T losses/costs (divided at flush)
         xs = self._draw(self.sample_p, self.batch * self.k_t).split(self.batch)
         accs = (self._buf[0, slot], self._buf[2, slot])
-        for x in xs:
-            self._t_step(x, gamma, accs)
+        for i, x in enumerate(xs):
+            last = self.grad_norms and i == len(xs) - 1
+            self._t_step(x, gamma, accs, slot if last else None)
         _set_requires_grad(self.f_params, True)
         self._f_step(self._draw(self.sample_p, self.batch), self._draw(self.sample_q, self.batch), slot)
         if self.sched_t is not None:
@@ -148,7 +170,7 @@ class NOTTrainer:
         """Read the last ``n`` steps' losses (one host sync); raise on NaN/inf."""
         vals = self._buf[:, :n].double().cpu()
         vals[[0, 2]] /= self.k_t  # sums over the k_t T-steps -> means
-        finite = torch.isfinite(vals).all(0)
+        finite = torch.isfinite(vals[:3]).all(0)
         if not bool(finite.all()):
             first = int((~finite).nonzero()[0])
             bad = self.step - n + first + 1
@@ -160,6 +182,8 @@ class NOTTrainer:
                "cost": float(vals[2].mean()), "gamma": self.gamma(self.step - 1),
                "lr_t": self.opt_t.param_groups[0]["lr"], "lr_f": self.opt_f.param_groups[0]["lr"],
                "wall_s": self.elapsed, "steps_per_s": n / max(seconds, 1e-9)}
+        if self.grad_norms:
+            row["grad_norm_t"], row["grad_norm_f"] = float(vals[3].mean()), float(vals[4].mean())
         self.history.append(row)
         return row
 
@@ -204,7 +228,7 @@ class NOTTrainer:
     def state_dict(self) -> dict:
         return {
             "step": self.step, "elapsed": self.elapsed, "history": list(self.history),
-            "T": self.T.state_dict(), "f": self.f.state_dict(),
+            "T": _unwrap(self.T).state_dict(), "f": _unwrap(self.f).state_dict(),
             "opt_t": self.opt_t.state_dict(), "opt_f": self.opt_f.state_dict(),
             "sched_t": self.sched_t.state_dict() if self.sched_t is not None else None,
             "sched_f": self.sched_f.state_dict() if self.sched_f is not None else None,
@@ -213,8 +237,8 @@ class NOTTrainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.T.load_state_dict(state["T"])
-        self.f.load_state_dict(state["f"])
+        _unwrap(self.T).load_state_dict(state["T"])
+        _unwrap(self.f).load_state_dict(state["f"])
         self.opt_t.load_state_dict(state["opt_t"])
         self.opt_f.load_state_dict(state["opt_f"])
         if self.sched_t is not None and state.get("sched_t") is not None:

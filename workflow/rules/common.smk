@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 from notpipe.config import ConfigError, toy_experiments, toy_sweeps, validate_config
+from notpipe.datasets import resolve_datasets, sources
 
 try:
     _checked = validate_config(config, schema=None)
@@ -16,6 +17,13 @@ FIGURES = config["figures_dir"]
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 ENV = "../../envs/notpipe.yaml"
+DATA = config["data"]["data_dir"]
+
+DATASETS = resolve_datasets(config["datasets"])
+RUNS = config["images"]["runs"]
+#: file name under {DATA}/raw -> {url, sha256} of every downloadable source
+DOWNLOADS = {s["path"].name: s for spec in DATASETS.values() if not spec.get("path")
+             for s in sources(spec, f"{DATA}/raw") if s["url"]}
 
 TOY = toy_experiments(config)
 TOY_SWEEPS = toy_sweeps(config)
@@ -29,6 +37,10 @@ def _alternatives(names):
 wildcard_constraints:
     name=_alternatives(TOY),
     sweep=_alternatives(TOY_SWEEPS),
+    dataset=_alternatives(DATASETS),
+    size=r"\d+",
+    file=_alternatives(DOWNLOADS),
+    run=_alternatives(RUNS),
 
 
 def toy_is_stochastic(name):
@@ -47,5 +59,27 @@ def toy_outputs():
     return out
 
 
+def dataset_downloads(name):
+    """Raw files the data set needs from rule data_download (local sources are checked by the job)."""
+    spec = DATASETS[name]
+    if spec.get("path"):
+        return []
+    return [str(s["path"]) for s in sources(spec, f"{DATA}/raw") if s["url"]]
+
+
+def manifest_path(name, size):
+    return f"{DATA}/{name}_{size}/manifest.json"
+
+
+def data_outputs():
+    out = [manifest_path(n, config["data"]["image_size"]) for n in config["data"]["build"]]
+    out += [manifest_path(r[side], r["image_size"]) for r in RUNS.values() for side in ("source", "target")]
+    return list(dict.fromkeys(out))
+
+
+def train_outputs():
+    return [f"{RESULTS}/train/{run}/final.pt" for run in RUNS]
+
+
 def all_outputs():
-    return toy_outputs()
+    return toy_outputs() + data_outputs() + train_outputs()

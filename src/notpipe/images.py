@@ -1,0 +1,180 @@
+"""Image stage: NOT between two prepared image data sets with the one trainer.
+
+``build`` turns one validated run block (``images.runs.NAME``) into a ready
+:class:`~notpipe.trainer.NOTTrainer`: U-Net T, ResNet_D f, the cost with the
+authors' per-pixel scaling, Adam (fused), optional MultiStepLR, the γ warm-up,
+and :class:`~notpipe.loader.ImageSampler` s over the memory-mapped train splits.
+``train`` runs it with atomic checkpoints, automatic resume, ``log.csv`` and
+sample grids; ``load_map`` rebuilds a trained map for evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from . import checkpoint as ckpt
+from .costs import Cost, GammaSchedule, make_cost
+from .image_models import ImageNoise, ResNetD, UNet
+from .loader import ImageSampler, load_split, to_float, to_uint8
+from .models import GaussianNoise
+from .optim import make_adam
+from .trainer import NOTTrainer
+
+log = logging.getLogger(__name__)
+
+#: seed offset of the fixed grid noise (never the training streams)
+GRID_SEED_OFFSET = 7_777
+
+
+def pick_device(want_gpu: bool) -> torch.device:
+    """CUDA (honouring CUDA_VISIBLE_DEVICES) when a GPU is wanted and present, else CPU."""
+    return torch.device("cuda" if want_gpu and torch.cuda.is_available() else "cpu")
+
+
+def build_models(model: dict, cost: Cost, size: int) -> tuple[torch.nn.Module, torch.nn.Module, object]:
+    """T, f and the noise sampler of a run (noise is None for deterministic maps)."""
+    noise_ch = latent = 0
+    noise = None
+    if cost.stochastic:
+        if model["latent_dim"]:
+            latent = model["latent_dim"]
+            noise = GaussianNoise(latent, model["z_std"])
+        else:
+            noise_ch = model["noise_channels"]
+            noise = ImageNoise(noise_ch, size, model["z_std"])
+    T = UNet(3, 3, base=model["t_base"], noise_channels=noise_ch, latent_dim=latent, depth=model["t_depth"])
+    f = ResNetD(size, 3, nf=model["f_nf"], nf_max=model["f_max"])
+    return T, f, noise
+
+
+@dataclass
+class ImageSetup:
+    trainer: NOTTrainer
+    source_test: np.ndarray
+    target_test: np.ndarray
+    run: dict
+    images_per_step: int
+
+
+def build(run: dict, data_dir: str | Path, device: str | torch.device = "cpu") -> ImageSetup:
+    """Networks, samplers, cost, optimisers and trainer of one image run."""
+    device = torch.device(device)
+    seed, size = int(run["seed"]), int(run["image_size"])
+    torch.manual_seed(seed)  # network initialisation
+    data_dir = Path(data_dir)
+    src = {s: load_split(data_dir / f"{run['source']}_{size}", s) for s in ("train", "test")}
+    tgt = {s: load_split(data_dir / f"{run['target']}_{size}", s) for s in ("train", "test")}
+    cost = make_cost(run["cost"])
+    T, f, noise = build_models(run["model"], cost, size)
+    sp = run["speed"]
+    cuda = device.type == "cuda"
+    channels_last = bool(sp["channels_last"]) and cuda
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    T, f = T.to(device, memory_format=fmt), f.to(device, memory_format=fmt)
+    o = run["optim"]
+    opt_t = make_adam(T, o["lr_t"], o["betas"], o["weight_decay"], "torch")
+    opt_f = make_adam(f, o["lr_f"], o["betas"], o["weight_decay"], "torch")
+    sched_t = sched_f = None
+    if o["milestones"]:
+        sched_t = torch.optim.lr_scheduler.MultiStepLR(opt_t, o["milestones"], o["lr_decay"])
+        sched_f = torch.optim.lr_scheduler.MultiStepLR(opt_f, o["milestones"], o["lr_decay"])
+    if sp["compile"]:
+        T, f = torch.compile(T), torch.compile(f)
+    trainer = NOTTrainer(
+        T, f, cost, ImageSampler(src["train"], device, channels_last),
+        ImageSampler(tgt["train"], device, channels_last), opt_t, opt_f, noise=noise,
+        k_t=run["k_t"], batch=run["batch"], device=device, sched_t=sched_t, sched_f=sched_f,
+        gamma_schedule=GammaSchedule(cost.gamma_max, run["cost"].get("gamma_warmup", 0)),
+        generator=torch.Generator().manual_seed(seed), log_every=run["log_every"],
+        autocast_dtype=torch.bfloat16 if sp["precision"] == "bf16" and cuda else None, grad_norms=True)
+    per_step = run["batch"] * (run["k_t"] * cost.z_size + 1)  # images through T per f-step
+    return ImageSetup(trainer, src["test"], tgt["test"], run, per_step)
+
+
+@torch.no_grad()
+def push_images(trainer: NOTTrainer, x: torch.Tensor, z_per_x: int, seed: int) -> torch.Tensor:
+    """``(B, Z, C, H, W)`` outputs of T in eval mode with noise from a fixed CPU generator."""
+    T, noise = trainer.T, trainer.noise
+    was_training = T.training
+    T.eval()
+    try:
+        if noise is None:
+            return T(x).float().unsqueeze(1)
+        gen = torch.Generator().manual_seed(seed)
+        xr = x.repeat_interleave(z_per_x, dim=0)
+        z = noise(len(xr), gen, torch.device("cpu")).to(x.device)
+        y = T(xr, z).float()
+        return y.view(len(x), z_per_x, *y.shape[1:])
+    finally:
+        T.train(was_training)
+
+
+def save_grid(trainer: NOTTrainer, inputs: np.ndarray, z_per_x: int, path: str | Path, seed: int) -> Path:
+    """PNG grid: first row the test inputs, then one row per noise draw ``T(x, z_j)``."""
+    x = to_float(torch.from_numpy(np.array(inputs))).to(trainer.device)
+    ys = push_images(trainer, x, z_per_x if trainer.noise is not None else 1, seed)
+    rows = [to_uint8(x)] + [to_uint8(ys[:, j]) for j in range(ys.shape[1])]
+    grid = np.concatenate([np.concatenate(list(r), 1) for r in rows], 0)  # columns = inputs
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part.png")
+    Image.fromarray(grid).save(tmp)
+    tmp.replace(path)
+    return path
+
+
+def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
+          device: str | torch.device = "cpu", progress: bool = True) -> ImageSetup:
+    """Train (resuming from ``out_dir/checkpoints``) and write ``final.pt``, ``log.csv``, ``grids/``."""
+    setup = build(run, data_dir, device)
+    tr = setup.trainer
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    found = ckpt.latest_checkpoint(ckpt_dir)
+    if found:
+        path, state = found
+        tr.load_state_dict(state["trainer"])
+        log.info("resumed %s from %s (f-step %d)", name, path, tr.step)
+    grid_x = setup.source_test[: run["grid_inputs"]]
+    grid_every = run["grid_every"]
+
+    def on_log(row: dict) -> None:
+        row["images_per_s"] = row["steps_per_s"] * setup.images_per_step
+        log.info("%s step %d: loss_t %.4g loss_f %.4g cost %.4g gamma %.3g %.2f step/s %.0f img/s",
+                 name, row["step"], row["loss_t"], row["loss_f"], row["cost"], row["gamma"],
+                 row["steps_per_s"], row["images_per_s"])
+        if grid_every and (row["step"] % grid_every == 0 or row["step"] == run["steps"]):
+            save_grid(tr, grid_x, run["grid_z"], out / "grids" / f"step_{row['step']:08d}.png",
+                      run["seed"] + GRID_SEED_OFFSET)
+
+    def save(t: NOTTrainer) -> None:
+        ckpt.atomic_save({"trainer": t.state_dict(), "run": run, "name": name}, ckpt.checkpoint_path(ckpt_dir, t.step))
+        ckpt.prune(ckpt_dir, run["keep"])
+        pd.DataFrame(t.history).to_csv(out / "log.csv", index=False)
+
+    out.mkdir(parents=True, exist_ok=True)
+    log.info("%s: %s -> %s at %d px, cost %s, device %s, %d images/f-step", name, run["source"],
+             run["target"], run["image_size"], tr.cost, tr.device, setup.images_per_step)
+    tr.run(run["steps"], on_log=on_log, on_checkpoint=save, checkpoint_every=run["checkpoint_every"],
+           progress=progress, desc=name)
+    pd.DataFrame(tr.history).to_csv(out / "log.csv", index=False)
+    ckpt.atomic_save({"trainer": tr.state_dict(), "run": run, "name": name}, out / "final.pt")
+    return setup
+
+
+def load_map(path: str | Path, data_dir: str | Path, device: str | torch.device = "cpu") -> tuple[ImageSetup, dict]:
+    """Rebuild a run from a checkpoint or ``final.pt`` (T and f loaded, T in eval mode)."""
+    state = ckpt.load(path)
+    run = dict(state["run"])
+    run["speed"] = {**run["speed"], "compile": False}
+    setup = build(run, data_dir, device)
+    setup.trainer.load_state_dict(state["trainer"])
+    setup.trainer.T.eval()
+    return setup, state

@@ -1,0 +1,25 @@
+# Image NOT training: one job per run; holds the `gpu` resource (CPU when the job gets gpu=0
+# or no CUDA device is visible). Rerunning resumes from results/train/{run}/checkpoints/.
+
+
+rule train:
+    input:
+        source=lambda w: manifest_path(RUNS[w.run]["source"], RUNS[w.run]["image_size"]),
+        target=lambda w: manifest_path(RUNS[w.run]["target"], RUNS[w.run]["image_size"]),
+    output:
+        final=f"{RESULTS}/train/{{run}}/final.pt",
+        log_csv=f"{RESULTS}/train/{{run}}/log.csv",
+    params:
+        run=lambda w: RUNS[w.run],
+        data_dir=DATA,
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/train/{{run}}.log",
+    benchmark:
+        f"{BENCH}/train/{{run}}.tsv"
+    threads: config["images"]["threads"]
+    conda:
+        ENV
+    script:
+        "../scripts/train.py"
