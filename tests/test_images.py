@@ -52,6 +52,13 @@ def test_train_writes_final_log_and_grids(shapes_data, tmp_path):
     assert grid.shape == ((1 + 2) * 16, 3 * 16, 3)  # inputs row + grid_z rows, grid_inputs columns
     setup, state = images.load_map(tmp_path / "final.pt", shapes_data)
     assert state["trainer"]["step"] == 4 and not setup.trainer.T.training
+    # T-only snapshots for evaluation: every snapshot_every f-steps and the last
+    assert images.snapshot_steps(run) == [4]
+    assert images.snapshot_steps(dict(run, snapshot_every=2, steps=5)) == [2, 4, 5]
+    snap, sstate = images.load_map(images.snapshot_path(tmp_path, 4), shapes_data)
+    assert "trainer" not in sstate and sstate["step"] == 4
+    for a, b in zip(snap.trainer.T.state_dict().values(), setup.trainer.T.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 def _weights(path):

@@ -170,6 +170,9 @@ def _check_images(cfg: dict, errors: list[str]) -> None:
         for key in ("checkpoint_every", "grid_every"):
             if run[key] % run["log_every"]:
                 errors.append(f"{where}.{key}: {run[key]} must be a multiple of log_every={run['log_every']}")
+        if run["snapshot_every"] and (not run["checkpoint_every"] or run["snapshot_every"] % run["checkpoint_every"]):
+            errors.append(f"{where}.snapshot_every: {run['snapshot_every']} must be a multiple of "
+                          f"checkpoint_every={run['checkpoint_every']}")
 
 
 def validate_config(config: dict, schema: dict | None = None) -> dict:

@@ -130,6 +130,21 @@ def save_grid(trainer: NOTTrainer, inputs: np.ndarray, z_per_x: int, path: str |
     return path
 
 
+def snapshot_steps(run: dict) -> list[int]:
+    """f-steps at which a T-only snapshot is kept for evaluation (always includes the last)."""
+    every = run["snapshot_every"] or run["steps"]
+    return sorted({*range(every, run["steps"] + 1, every), run["steps"]})
+
+
+def snapshot_path(out_dir: str | Path, step: int) -> Path:
+    return Path(out_dir) / "snapshots" / f"step_{step:08d}.pt"
+
+
+def snapshot(state: dict, run: dict, name: str) -> dict:
+    """What evaluation needs of a checkpoint: T (+ BatchNorm statistics) and the run."""
+    return {"T": state["T"], "step": state["step"], "run": run, "name": name}
+
+
 def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
           device: str | torch.device = "cpu", progress: bool = True) -> ImageSetup:
     """Train (resuming from ``out_dir/checkpoints``) and write ``final.pt``, ``log.csv``, ``grids/``."""
@@ -155,8 +170,11 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
                       run["seed"] + GRID_SEED_OFFSET)
 
     def save(t: NOTTrainer) -> None:
-        ckpt.atomic_save({"trainer": t.state_dict(), "run": run, "name": name}, ckpt.checkpoint_path(ckpt_dir, t.step))
+        state = t.state_dict()
+        ckpt.atomic_save({"trainer": state, "run": run, "name": name}, ckpt.checkpoint_path(ckpt_dir, t.step))
         ckpt.prune(ckpt_dir, run["keep"])
+        if t.step in snapshot_steps(run):
+            ckpt.atomic_save(snapshot(state, run, name), snapshot_path(out, t.step))
         pd.DataFrame(t.history).to_csv(out / "log.csv", index=False)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -165,16 +183,22 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
     tr.run(run["steps"], on_log=on_log, on_checkpoint=save, checkpoint_every=run["checkpoint_every"],
            progress=progress, desc=name)
     pd.DataFrame(tr.history).to_csv(out / "log.csv", index=False)
-    ckpt.atomic_save({"trainer": tr.state_dict(), "run": run, "name": name}, out / "final.pt")
+    state = tr.state_dict()
+    if not snapshot_path(out, tr.step).exists():
+        ckpt.atomic_save(snapshot(state, run, name), snapshot_path(out, tr.step))
+    ckpt.atomic_save({"trainer": state, "run": run, "name": name}, out / "final.pt")
     return setup
 
 
 def load_map(path: str | Path, data_dir: str | Path, device: str | torch.device = "cpu") -> tuple[ImageSetup, dict]:
-    """Rebuild a run from a checkpoint or ``final.pt`` (T and f loaded, T in eval mode)."""
+    """Rebuild a run from a snapshot, a checkpoint or ``final.pt`` (T loaded, in eval mode)."""
     state = ckpt.load(path)
     run = dict(state["run"])
     run["speed"] = {**run["speed"], "compile": False}
     setup = build(run, data_dir, device)
-    setup.trainer.load_state_dict(state["trainer"])
+    if "trainer" in state:
+        setup.trainer.load_state_dict(state["trainer"])
+    else:
+        setup.trainer.T.load_state_dict(state["T"])
     setup.trainer.T.eval()
     return setup, state

@@ -18,6 +18,7 @@ paths, sorted JSON keys).
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import multiprocessing as mp
@@ -83,7 +84,7 @@ def process(item: tuple, crop, size: int, pre_resize: int | None) -> tuple[np.nd
     try:
         if isinstance(payload, np.ndarray):
             arr = payload if payload.ndim == 3 else payload[..., None]
-            if arr.shape == (size, size, 3) and crop == "none" and not pre_resize:
+            if _is_ready(arr, size) and crop == "none" and not pre_resize:
                 return np.ascontiguousarray(arr, dtype=np.uint8), None
             img = Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr)
         else:
@@ -93,6 +94,10 @@ def process(item: tuple, crop, size: int, pre_resize: int | None) -> tuple[np.nd
     except Exception as err:  # noqa: BLE001 - any decoding problem means: skip and count
         # no object addresses in the reason: manifests must be byte-identical across runs
         return None, re.sub(r" at 0x[0-9a-f]+", "", f"{type(err).__name__}: {err}")
+
+
+def _is_ready(payload, size: int) -> bool:
+    return isinstance(payload, np.ndarray) and payload.shape == (size, size, 3)
 
 
 def _work(args):
@@ -277,9 +282,14 @@ def prepare(name: str, spec: dict, size: int, out_dir: str | Path, raw_dir: str 
     ok = np.zeros(n, bool)
     skipped: list[dict] = []
     keys: list[str] = []
+    items = iter(items)
+    first = next(items, None)
+    items = itertools.chain([first] if first is not None else [], items)
+    # arrays already at the target size (iGAN hdf5 at 128, shapes) are only copied: no workers
+    copy_only = first is not None and _is_ready(first[1], size) and crop == "none" and not pre
     jobs = _keys(((item, crop, size, pre) for _, item in zip(range(n), items)), keys)
     bar = tqdm(total=n, desc=f"prepare {name}", unit="img", disable=not progress, mininterval=1.0)
-    pool = mp.get_context("fork").Pool(threads) if threads > 1 else None
+    pool = mp.get_context("fork").Pool(threads) if threads > 1 and not copy_only else None
     try:
         results = pool.imap(_work, jobs, chunksize=32) if pool else map(_work, jobs)
         for i, (arr, reason) in enumerate(results):
