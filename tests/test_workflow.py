@@ -129,15 +129,31 @@ def test_train_rule_runs_on_cpu_with_gpu_resource_zero(tmp_path):
     run = {"source": "shapes_circles", "target": "shapes_squares", "image_size": 16,
            "cost": {"name": "weak", "gamma": 0.5, "z_size": 2},
            "model": {"t_base": 4, "t_depth": 2, "f_nf": 4, "f_max": 8},
-           "steps": 4, "batch": 4, "k_t": 2, "log_every": 2, "checkpoint_every": 2, "grid_every": 4}
+           "steps": 4, "batch": 4, "k_t": 2, "log_every": 2, "checkpoint_every": 2, "grid_every": 4,
+           "snapshot_every": 2}
     cfg = {"data": {"offline": True}, "images": {"threads": 1, "runs": {"tiny": run}},
+           "eval": {"feature_extractor": "random", "lpips_backbone": "random", "n_test": 4, "batch": 4,
+                    "fid_z_draws": 2, "lpips_inputs": 2, "lpips_samples": 2},
            "datasets": {"shapes_circles": {"n": 40}, "shapes_squares": {"n": 40}}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     args = ["--cores", "2", "--resources", "gpu=0", "--configfile", str(tmp_path / "c.yaml"),
             "--directory", str(tmp_path)]
     run_snakemake("results/train/tiny/final.pt", *args)
     log = (tmp_path / "results/logs/train/tiny.log").read_text()
+    assert not (tmp_path / "results/eval").exists()  # asking for the checkpoint builds only its chain
     assert "device cpu" in log
     assert list(pd.read_csv(tmp_path / "results/train/tiny/log.csv").step) == [2, 4]
     assert (tmp_path / "results/train/tiny/grids/step_00000004.png").exists()
     assert len(list((tmp_path / "results/train/tiny/checkpoints").glob("step_*.pt"))) == 2
+    # evaluation of every snapshot (here: 2 and 4), curve and summary
+    run_snakemake(*args)
+    curve = pd.read_csv(tmp_path / "results/eval/tiny/curve.csv")
+    assert list(curve.step) == [2, 4] and curve.smoke.all()
+    for col in ("fid", "kid", "transport_cost", "lpips_content", "lpips_diversity", "attr_centroid_px"):
+        assert curve[col].notna().all(), col
+    summary = pd.read_csv(tmp_path / "results/eval/summary.csv")
+    assert summary.run.tolist() == ["tiny"] and summary.smoke.all() and summary.published_fid.isna().all()
+    assert summary.extractor.tolist() == ["random_seed0_smoke"]
+    metrics = pd.read_csv(tmp_path / "results/eval/tiny/metrics.csv")
+    assert set(metrics["map"]) == {"T", "identity", "random_target"} and (metrics.step == 4).all()
+    assert (tmp_path / "results/eval/refstats/shapes_squares_16_test_random_seed0_smoke.npz").exists()

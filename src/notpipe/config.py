@@ -130,6 +130,9 @@ def _check_data(cfg: dict, errors: list[str]) -> None:
 
     if cfg["data"]["data_dir"] is None:
         cfg["data"]["data_dir"] = f"{cfg['results_dir']}/data"
+    for key in ("inception_weights", "lpips_weights"):
+        if cfg["eval"][key] is None:
+            cfg["eval"][key] = f"{cfg['results_dir']}/weights"
     try:
         known = resolve_datasets(cfg["datasets"])
     except DatasetError as err:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from notpipe.config import ConfigError, toy_experiments, toy_sweeps, validate_config
 from notpipe.datasets import resolve_datasets, sources
+from notpipe.images import snapshot_steps
 
 try:
     _checked = validate_config(config, schema=None)
@@ -17,10 +18,15 @@ FIGURES = config["figures_dir"]
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 ENV = "../../envs/notpipe.yaml"
+#: published reference numbers (labelled columns of results/eval/summary.csv)
+PUBLISHED = str(Path(workflow.basedir) / "workflow" / "resources" / "published_fid.csv")
 DATA = config["data"]["data_dir"]
 
 DATASETS = resolve_datasets(config["datasets"])
 RUNS = config["images"]["runs"]
+_ev = config["eval"]
+#: tag of the FID extractor in cached statistics (random weights are labelled smoke)
+FID_TAG = f"random_seed{_ev['seed']}_smoke" if _ev["feature_extractor"] == "random" else _ev["feature_extractor"]
 #: file name under {DATA}/raw -> {url, sha256} of every downloadable source
 DOWNLOADS = {s["path"].name: s for spec in DATASETS.values() if not spec.get("path")
              for s in sources(spec, f"{DATA}/raw") if s["url"]}
@@ -41,6 +47,7 @@ wildcard_constraints:
     size=r"\d+",
     file=_alternatives(DOWNLOADS),
     run=_alternatives(RUNS),
+    step=r"\d{8}",
 
 
 def toy_is_stochastic(name):
@@ -81,5 +88,22 @@ def train_outputs():
     return [f"{RESULTS}/train/{run}/final.pt" for run in RUNS]
 
 
+def refstats_path(dataset, size):
+    return f"{RESULTS}/eval/refstats/{dataset}_{size}_test_{FID_TAG}.npz"
+
+
+def eval_steps(run):
+    steps = snapshot_steps(RUNS[run])
+    return steps if config["eval"]["curve"] else steps[-1:]
+
+
+def eval_step_path(run, step):
+    return f"{RESULTS}/eval/{run}/steps/step_{step:08d}.csv"
+
+
+def eval_outputs():
+    return [f"{RESULTS}/eval/summary.csv"] if RUNS else []
+
+
 def all_outputs():
-    return toy_outputs() + data_outputs() + train_outputs()
+    return toy_outputs() + data_outputs() + train_outputs() + eval_outputs()
