@@ -1,4 +1,5 @@
 # Config validation (before any job starts), path helpers and wildcard constraints.
+import os
 import re
 from pathlib import Path
 
@@ -105,5 +106,22 @@ def eval_outputs():
     return [f"{RESULTS}/eval/summary.csv"] if RUNS else []
 
 
+REPORT_BUILD = f"{RESULTS}/report"
+REPORT_INCLUDES = ["paths", "config_name", "table_config", "figures_toy", "figures_images", "figures_eval",
+                   "figures_speed"]
+
+
+def report_figures():
+    """Every figure the report includes (PDFs written by their own rules)."""
+    out = [f"{FIGURES}/toy/{n}_{k}.pdf" for n in TOY for k in toy_figure_kinds(n)]
+    out += [f"{FIGURES}/toy/{s}_gamma_sweep.pdf" for s in TOY_SWEEPS]
+    for run in RUNS:
+        out += [f"{FIGURES}/images/{run}_{k}.pdf" for k in ("grid", "losses", "fid_curve")]
+    if RUNS:
+        out += [f"{FIGURES}/images/tradeoff.pdf", f"{FIGURES}/speed/throughput.pdf"]
+    return out
+
+
 def all_outputs():
-    return toy_outputs() + data_outputs() + train_outputs() + eval_outputs()
+    out = toy_outputs() + data_outputs() + train_outputs() + eval_outputs()
+    return out + (["report/main.pdf"] if config["report"]["build"] else report_figures())

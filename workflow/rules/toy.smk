@@ -87,7 +87,8 @@ for _kind, (_source, _title) in _TOY_FIGURE_SPECS.items():
             f"{RESULTS}/toy/{{name}}/{_source}",
         output:
             pdf=f"{FIGURES}/toy/{{name}}_{_kind}.pdf",
-            png=f"{FIGURES}/toy/{{name}}_{_kind}.png",
+            png=report(f"{FIGURES}/toy/{{name}}_{_kind}.png", caption="../report/toy.rst",
+                       category="Toy", subcategory="{name}"),
         params:
             kind=_kind,
             title=f"{{name}}: {_title}",
@@ -104,7 +105,8 @@ rule toy_figure_gamma_sweep:
         f"{RESULTS}/toy/sweeps/{{sweep}}.csv",
     output:
         pdf=f"{FIGURES}/toy/{{sweep}}_gamma_sweep.pdf",
-        png=f"{FIGURES}/toy/{{sweep}}_gamma_sweep.png",
+        png=report(f"{FIGURES}/toy/{{sweep}}_gamma_sweep.png", caption="../report/sweep.rst",
+                   category="Toy", subcategory="gamma sweeps"),
     params:
         kind="gamma_sweep",
         title=lambda w: f"{w.sweep}: modes covered and conditional variance vs gamma",

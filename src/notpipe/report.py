@@ -1,0 +1,118 @@
+"""The LaTeX report: generated include files and the latexmk build.
+
+``report/main.tex`` only ``\\input``s files written here (lists of generated
+figures, the configuration table, paths) and the tables of :mod:`notpipe.tables`;
+:func:`compile_pdf` copies it with its style file into a build folder and runs
+``latexmk -pdf``. Figures are referenced by the path the rules wrote them to, so
+nothing in the report is typed by hand.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from .tables import num, tex
+
+REPORT_SRC = Path(__file__).resolve().parents[2] / "report"
+TEX_HINT = ("install TeX: Debian/Ubuntu `apt-get install texlive-latex-recommended texlive-latex-extra "
+            "latexmk`, or use envs/report.yaml (conda)")
+
+
+def _figure(stems: list[tuple[str, str]], caption: str, per_row: int = 2) -> str:
+    """One figure of ``(pdf path, sub-caption)`` panels, ``per_row`` side by side."""
+    if not stems:
+        return ""
+    width = {1: r"\linewidth", 2: r"0.49\linewidth", 3: r"0.32\linewidth"}[per_row]
+    out = [r"\begin{figure}[H]", r"\centering"]
+    for i, (path, sub) in enumerate(stems):
+        out.append(rf"\begin{{subfigure}}[t]{{{width}}}\centering\includegraphics[width=\linewidth]{{{path}}}"
+                   rf"\caption{{{tex(sub)}}}\end{{subfigure}}" + ("\\hfill" if (i + 1) % per_row else r"\par\medskip"))
+    out += [rf"\caption{{{caption}}}", r"\end{figure}", ""]
+    return "\n".join(out)
+
+
+def figures_toy(figs: dict[str, list[str]], sweeps: list[str]) -> str:
+    """``figs``: experiment -> its figure PDFs (scatter, transport, losses, one_to_many)."""
+    parts = []
+    for name, paths in figs.items():
+        panels = [(p, Path(p).stem[len(name) + 1:].replace("_", " ")) for p in paths]
+        parts.append(_figure(panels, f"Toy experiment \\texttt{{{tex(name)}}}.", 2))
+    for p in sweeps:
+        parts.append(_figure([(p, "gamma sweep")], f"$\\gamma$ sweep \\texttt{{{tex(Path(p).stem)}}}: "
+                             "modes covered and conditional variance against $\\gamma$.", 1))
+    return "\n".join(parts) or "No toy experiments in this configuration.\n"
+
+
+def figures_images(runs: dict[str, dict], figdir: str) -> str:
+    parts = []
+    for name in runs:
+        parts.append(_figure([(f"{figdir}/images/{name}_grid.pdf", "test inputs and outputs")],
+                             f"Run \\texttt{{{tex(name)}}}: first row test inputs, then $T(x, z)$.", 1))
+        parts.append(_figure([(f"{figdir}/images/{name}_losses.pdf", "training losses")],
+                             f"Run \\texttt{{{tex(name)}}}: losses, cost term and gradient norms.", 1))
+    return "\n".join(parts) or "No image runs in this configuration.\n"
+
+
+def figures_eval(runs: dict[str, dict], figdir: str) -> str:
+    if not runs:
+        return "No image runs in this configuration.\n"
+    parts = [_figure([(f"{figdir}/images/{n}_fid_curve.pdf", n)], f"Run \\texttt{{{tex(n)}}}: FID and transport "
+                     "cost over training (every kept snapshot).", 1) for n in runs]
+    parts.append(_figure([(f"{figdir}/images/tradeoff.pdf", "FID vs transport cost")],
+                         "FID against transport cost across runs (the papers' trade-off).", 1))
+    return "\n".join(parts)
+
+
+def figures_speed(runs: dict[str, dict], figdir: str) -> str:
+    if not runs:
+        return "No image runs in this configuration.\n"
+    return _figure([(f"{figdir}/speed/throughput.pdf", "training throughput")],
+                   "Median training throughput per run (images through $T$ per second).", 1)
+
+
+def config_table(cfg: dict) -> str:
+    """The runs of the configuration (from the validated config, not typed by hand)."""
+    rows = []
+    for name, r in cfg["images"]["runs"].items():
+        c = r["cost"]
+        gamma = num(c.get("gamma"), 3) if c["name"] != "strong" else "--"
+        rows.append(" & ".join([tex(name), tex(r["source"]), tex(r["target"]), tex(c["name"]), gamma,
+                                str(c.get("z_size", 1) if c["name"] != "strong" else 1), str(r["image_size"]),
+                                str(r["batch"]), str(r["k_t"]), str(r["steps"]),
+                                f"{r['model']['t_base']}/{r['model']['f_nf']}"]) + r" \\")
+    for name, e in cfg["toy"]["experiments"].items():
+        c = e["cost"]
+        gam = ", ".join(num(g, 3) for g in e.get("gamma_sweep") or []) or (num(c.get("gamma"), 3) if c["name"] != "strong" else "--")
+        rows.append(" & ".join([tex(name), tex(e["source"]["name"]), tex(e["target"]["name"]), tex(c["name"]), gam,
+                                str(c.get("z_size", 1) if c["name"] != "strong" else 1), "--", str(e["batch"]),
+                                str(e["k_t"]), str(e["steps"]), "MLP"]) + r" \\")
+    head = r"run & source & target & cost & $\gamma$ & $|Z_x|$ & px & batch & $K_T$ & f-steps & T/f width \\"
+    return "\n".join([r"\begin{table}[H]", r"\centering", r"\small", r"\caption{Runs of this configuration.}",
+                      r"\label{tab:config}", r"\resizebox{\linewidth}{!}{%", r"\begin{tabular}{llllrrrrrrl}",
+                      r"\toprule", head, r"\midrule", *rows, r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""])
+
+
+def paths_tex(figdir: Path) -> str:
+    return "% generated: where the figures are\n\\graphicspath{{" + str(Path(figdir).resolve()) + "/}}\n"
+
+
+def compile_pdf(build_dir: str | Path, out_pdf: str | Path, log_path: str | Path | None = None) -> Path:
+    """Copy ``main.tex`` + ``notpipe.sty`` into ``build_dir`` (which holds ``generated/``), run latexmk."""
+    if shutil.which("latexmk") is None or shutil.which("pdflatex") is None:
+        raise RuntimeError(f"latexmk/pdflatex not found: {TEX_HINT}")
+    build = Path(build_dir)
+    for name in ("main.tex", "notpipe.sty"):
+        shutil.copyfile(REPORT_SRC / name, build / name)
+    cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "main.tex"]
+    proc = subprocess.run(cmd, cwd=build, capture_output=True, text=True)
+    if log_path:
+        Path(log_path).write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        errors = [ln for ln in proc.stdout.splitlines() if ln.startswith(("!", "./main.tex:", "main.tex:"))]
+        raise RuntimeError(f"latexmk failed ({'; '.join(errors[:3]) or 'see ' + str(build / 'main.log')})")
+    out = Path(out_pdf)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(build / "main.pdf", out)
+    return out
