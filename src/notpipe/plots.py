@@ -13,6 +13,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+from . import style  # noqa: E402  (the report's one figure style)
+style.apply()
 
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
@@ -24,7 +26,7 @@ PNG_DPI = 150
 ALPHA = 0.4
 MARKER = 4  # scatter marker area (points^2)
 GREY = "0.8"
-C_X, C_Y, C_T = "tab:blue", "tab:orange", "tab:green"
+C_X, C_Y, C_T = style.BLUE, style.ORANGE, style.GREEN
 
 
 def save_figure(fig: plt.Figure, stem: str | Path) -> tuple[Path, Path]:

@@ -20,56 +20,75 @@ TEX_HINT = ("install TeX: Debian/Ubuntu `apt-get install texlive-latex-recommend
             "latexmk`, or use envs/report.yaml (conda)")
 
 
-def _figure(stems: list[tuple[str, str]], caption: str, per_row: int = 2) -> str:
-    """One figure of ``(pdf path, sub-caption)`` panels, ``per_row`` side by side."""
-    if not stems:
+_WIDTHS = {1: r"\linewidth", 2: r"0.49\linewidth", 3: r"0.32\linewidth"}
+
+
+def _figure(panels: list[tuple[str, str, int]], caption: str) -> str:
+    """One figure of ``(pdf path, sub-caption, panels per row)``: wide panels get a row of their own."""
+    if not panels:
         return ""
-    width = {1: r"\linewidth", 2: r"0.49\linewidth", 3: r"0.32\linewidth"}[per_row]
-    out = [r"\begin{figure}[H]", r"\centering"]
-    for i, (path, sub) in enumerate(stems):
-        out.append(rf"\begin{{subfigure}}[t]{{{width}}}\centering\includegraphics[width=\linewidth]{{{path}}}"
-                   rf"\caption{{{tex(sub)}}}\end{{subfigure}}" + ("\\hfill" if (i + 1) % per_row else r"\par\medskip"))
+    out, used = [r"\begin{figure}[H]", r"\centering"], 0
+    for path, sub, per_row in panels:
+        if used and used + 1 > per_row:
+            out.append(r"\par\medskip")
+            used = 0
+        out.append(rf"\begin{{subfigure}}[t]{{{_WIDTHS[per_row]}}}\centering"
+                   rf"\includegraphics[width=\linewidth]{{{path}}}\caption{{{tex(sub)}}}\end{{subfigure}}\hfill")
+        used = (used + 1) % per_row
     out += [rf"\caption{{{caption}}}", r"\end{figure}", ""]
     return "\n".join(out)
+
+
+def _single(path: str, caption: str, width: str = r"0.7\linewidth") -> str:
+    return "\n".join([r"\begin{figure}[H]", r"\centering", rf"\includegraphics[width={width}]{{{path}}}",
+                       rf"\caption{{{caption}}}", r"\end{figure}", ""])
+
+
+#: panels per row of each toy figure kind (the scatter and loss figures are wide)
+TOY_LAYOUT = {"scatter": 1, "losses": 1, "transport": 2, "one_to_many": 2}
 
 
 def figures_toy(figs: dict[str, list[str]], sweeps: list[str]) -> str:
     """``figs``: experiment -> its figure PDFs (scatter, transport, losses, one_to_many)."""
     parts = []
     for name, paths in figs.items():
-        panels = [(p, Path(p).stem[len(name) + 1:].replace("_", " ")) for p in paths]
-        parts.append(_figure(panels, f"Toy experiment \\texttt{{{tex(name)}}}.", 2))
+        kinds = [Path(p).stem[len(name) + 1:] for p in paths]
+        order = sorted(range(len(paths)), key=lambda i: list(TOY_LAYOUT).index(kinds[i]) if kinds[i] in TOY_LAYOUT else 9)
+        order = [i for i in order if TOY_LAYOUT.get(kinds[i], 1) == 1][:1] + \
+            [i for i in order if TOY_LAYOUT.get(kinds[i], 1) == 2] + [i for i in order if TOY_LAYOUT.get(kinds[i], 1) == 1][1:]
+        panels = [(paths[i], kinds[i].replace("_", " "), TOY_LAYOUT.get(kinds[i], 1)) for i in order]
+        parts.append(_figure(panels, f"Toy experiment \\texttt{{{tex(name)}}}."))
     for p in sweeps:
-        parts.append(_figure([(p, "gamma sweep")], f"$\\gamma$ sweep \\texttt{{{tex(Path(p).stem)}}}: "
-                             "modes covered and conditional variance against $\\gamma$.", 1))
+        parts.append(_single(p, f"$\\gamma$ sweep \\texttt{{{tex(Path(p).stem)}}}: modes covered and "
+                             "conditional variance against $\\gamma$.", r"\linewidth"))
     return "\n".join(parts) or "No toy experiments in this configuration.\n"
 
 
 def figures_images(runs: dict[str, dict], figdir: str) -> str:
     parts = []
     for name in runs:
-        parts.append(_figure([(f"{figdir}/images/{name}_grid.pdf", "test inputs and outputs")],
-                             f"Run \\texttt{{{tex(name)}}}: first row test inputs, then $T(x, z)$.", 1))
-        parts.append(_figure([(f"{figdir}/images/{name}_losses.pdf", "training losses")],
-                             f"Run \\texttt{{{tex(name)}}}: losses, cost term and gradient norms.", 1))
+        parts.append(_single(f"{figdir}/images/{name}_grid.pdf",
+                             f"Run \\texttt{{{tex(name)}}}: first row test inputs, then $T(x, z)$.", r"\linewidth"))
+        parts.append(_single(f"{figdir}/images/{name}_losses.pdf",
+                             f"Run \\texttt{{{tex(name)}}}: losses, cost term and gradient norms.", r"\linewidth"))
     return "\n".join(parts) or "No image runs in this configuration.\n"
 
 
 def figures_eval(runs: dict[str, dict], figdir: str) -> str:
     if not runs:
         return "No image runs in this configuration.\n"
-    parts = [_figure([(f"{figdir}/images/{n}_fid_curve.pdf", n)], f"Run \\texttt{{{tex(n)}}}: FID and transport "
-                     "cost over training (every kept snapshot).", 1) for n in runs]
-    parts.append(_figure([(f"{figdir}/images/tradeoff.pdf", "FID vs transport cost")],
-                         "FID against transport cost across runs (the papers' trade-off).", 1))
+    parts = [_single(f"{figdir}/images/{n}_fid_curve.pdf", f"Run \\texttt{{{tex(n)}}}: FID and transport "
+                     "cost over training (every kept snapshot).", r"\linewidth") for n in runs]
+    parts.append(_single(f"{figdir}/images/tradeoff.pdf",
+                         "FID against transport cost across runs (the papers' trade-off).", r"\linewidth"))
     return "\n".join(parts)
 
 
 def figures_speed(runs: dict[str, dict], figdir: str) -> str:
     if not runs:
         return "No image runs in this configuration.\n"
-    return _figure([(f"{figdir}/speed/throughput.pdf", "training throughput")],
-                   "Median training throughput per run (images through $T$ per second).", 1)
+    return _single(f"{figdir}/speed/throughput.pdf",
+                   "Median training throughput per run (images through $T$ per second).", r"0.6\linewidth")
 
 
 def config_table(cfg: dict) -> str:
