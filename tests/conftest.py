@@ -15,6 +15,20 @@ def _one_thread():
 
 
 @pytest.fixture
+def no_network(monkeypatch):
+    """Any socket connection or weight download fails the test (the code must stay offline)."""
+    import socket
+
+    import cleanfid.inception_pytorch as cf_incep
+
+    def boom(*a, **k):
+        raise AssertionError("network access attempted")
+    monkeypatch.setattr(socket.socket, "connect", boom)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", boom)
+    monkeypatch.setattr(cf_incep, "load_state_dict_from_url", boom)  # clean-fid's own hub call
+
+
+@pytest.fixture
 def repo() -> Path:
     return REPO
 

@@ -32,7 +32,8 @@ def test_snapshot_rows_are_labelled_and_complete(trained, shapes_data, tmp_path)
     assert t.loc["transport_cost", "value"] > 0 and t.loc["lpips_diversity", "value"] >= 0
     ident = df[(df["map"] == "identity") & (df.metric == "attr_centroid_px")].value.item()
     rand = df[(df["map"] == "random_target") & (df.metric == "attr_centroid_px")].value.item()
-    assert ident == 0 and rand > 1
+    oracle = df[(df["map"] == "oracle") & (df.metric == "attr_fill_out")].value.item()
+    assert ident == 0 and rand > 1 and oracle > 0.95  # the optimal map draws squares
     assert len(list((tmp_path / "png").glob("*.png"))) == 6
     # deterministic evaluation: same snapshot, same numbers
     again = evaluate.evaluate_snapshot(images.snapshot_path(out, 4), shapes_data, ref, EV)

@@ -3,7 +3,6 @@
 All with the seeded random ("smoke") Inception: no weights can be downloaded here.
 """
 
-import socket
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 import cleanfid.fid as cf_fid
-import cleanfid.inception_pytorch as cf_incep
 from cleanfid.utils import ResizeDataset
 from notpipe import fid
 
@@ -61,13 +59,7 @@ class Stub:
         return np.repeat(np.asarray(batch, np.float64).reshape(len(batch), -1)[:, :64], 32, axis=1)
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def boom(*a, **k):
-        raise AssertionError("network access attempted")
-    monkeypatch.setattr(socket.socket, "connect", boom)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", boom)
-    monkeypatch.setattr(cf_incep, "load_state_dict_from_url", boom)  # clean-fid's own hub call
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """LPIPS diversity / content metrics with an offline (local or seeded random) trunk."""
 
-import socket
 
 import pytest
 import torch
@@ -10,12 +9,7 @@ from notpipe import lpips_metric as lm
 from notpipe.fid import MissingWeightsError
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def boom(*a, **k):
-        raise AssertionError("network access attempted")
-    monkeypatch.setattr(socket.socket, "connect", boom)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", boom)
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 @pytest.fixture(scope="module")

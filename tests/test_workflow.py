@@ -155,5 +155,5 @@ def test_train_rule_runs_on_cpu_with_gpu_resource_zero(tmp_path):
     assert summary.run.tolist() == ["tiny"] and summary.smoke.all() and summary.published_fid.isna().all()
     assert summary.extractor.tolist() == ["random_seed0_smoke"]
     metrics = pd.read_csv(tmp_path / "results/eval/tiny/metrics.csv")
-    assert set(metrics["map"]) == {"T", "identity", "random_target"} and (metrics.step == 4).all()
+    assert set(metrics["map"]) == {"T", "identity", "random_target", "oracle"} and (metrics.step == 4).all()
     assert (tmp_path / "results/eval/refstats/shapes_squares_16_test_random_seed0_smoke.npz").exists()

@@ -253,7 +253,7 @@ def _verify(path: Path, dest: Path, url: str, sha256: str | None,
         with _locked(Path(checksums)):  # parallel download jobs share the file
             table = _load_checksums(checksums)
             table.setdefault(dest.name, got)
-            _write_json(Path(checksums), table)
+            write_json_atomic(Path(checksums), table)
         log.info("recorded sha256 %s for %s in %s", got, dest.name, checksums)
     return got
 
@@ -285,7 +285,7 @@ def _load_checksums(path: str | Path) -> dict[str, str]:
     return table
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json_atomic(path: Path, data: dict) -> None:
     """Write ``data`` atomically: a temporary file in the same directory, then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -70,7 +70,8 @@ def evaluate_snapshot(path: str | Path, data_dir: str | Path, ref: dict, ev: dic
     device = torch.device(device)
     setup, state = load_map(path, data_dir, device)
     tr, run = setup.trainer, setup.run
-    step, name = int(state["step"]), state["name"]
+    step = int(state["step"] if "step" in state else state["trainer"]["step"])  # snapshot or checkpoint
+    name = state["name"]
     extractor = extractor or extractor_from_config(ev, device)
     lp = lp if lp is not None else lpips_from_config(ev, device)
     stochastic = tr.noise is not None
@@ -130,10 +131,25 @@ def evaluate_snapshot(path: str | Path, data_dir: str | Path, ref: dict, ev: dic
     if _is_shapes(run, data_dir):
         inputs = np.asarray(setup.source_test[: ev["lpips_inputs"]])
         others = np.asarray(setup.target_test[: len(inputs)])
-        for mapname, out in (("T", first.cpu().numpy()), ("identity", inputs), ("random_target", others)):
+        maps = [("T", first.cpu().numpy()), ("identity", inputs), ("random_target", others)]
+        oracle = _oracle(run, data_dir, len(inputs))
+        if oracle is not None:  # the optimal map: the target shape drawn with the input's attributes
+            maps.append(("oracle", oracle))
+        for mapname, out in maps:
             for k, v in shapes.attribute_errors(inputs, out).items():
                 add(f"attr_{k}", v, n=len(inputs), mapname=mapname)
     return pd.DataFrame(rows)
+
+
+def _oracle(run: dict, data_dir, n: int) -> np.ndarray | None:
+    size = run["image_size"]
+    src = Path(data_dir) / f"{run['source']}_{size}"
+    tgt = json.loads((Path(data_dir) / f"{run['target']}_{size}" / "manifest.json").read_text())
+    if not (src / "attributes.csv").exists() or not tgt.get("shape"):
+        return None
+    attrs = pd.read_csv(src / "attributes.csv")
+    attrs = attrs[attrs.split == "test"].sort_values("index").head(n)
+    return shapes.render(tgt["shape"], attrs, size)
 
 
 def _is_shapes(run: dict, data_dir) -> bool:

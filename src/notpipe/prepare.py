@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from . import __version__, shapes
 from .datasets import DatasetError, file_name, missing_local_message, sources
+from .download import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -216,16 +217,6 @@ def _write_npy(path: Path, src: np.ndarray, idx: np.ndarray, chunk: int = 4096) 
     return digest.hexdigest()
 
 
-def write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 # ----------------------------------------------------------------- stage
 def _open_source(name: str, spec: dict, size: int, raw_dir: Path, tmp: Path, offline: bool):
     fmt = spec["format"]
@@ -321,7 +312,7 @@ def prepare(name: str, spec: dict, size: int, out_dir: str | Path, raw_dir: str 
         "name": name, "format": spec["format"], "image_size": size, "layout": "NHWC", "dtype": "uint8",
         "n_source": n, "n_train": len(tr), "n_test": len(te), "n_skipped": len(skipped),
         "skipped": skipped, "crop": crop, "pre_resize": pre, "limit": spec.get("limit"),
-        "filter": spec.get("filter"),
+        "filter": spec.get("filter"), "shape": spec.get("shape"),
         "split": {"rule": spec["split"], "test_fraction": spec["test_fraction"], "seed": spec["split_seed"]},
         "source": [f["url"] or file_name(str(f["path"])) for f in files] or spec.get("torchvision")
         or f"synthetic:{spec['format']}",
