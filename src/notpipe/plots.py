@@ -128,7 +128,7 @@ def plot_scatter(samples: dict, stem: str | Path, title: str) -> tuple[Path, Pat
     d = _dim(samples)
     x, y, tx = (_xy(samples[k]) for k in ("x", "y", "tx"))
     lims = _limits(x, y, tx)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.6), layout="constrained", sharex=True, sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=style.figsize("two", 0.36), layout="constrained", sharex=True, sharey=True)
     _points(axes[0], x, C_X, "x ~ P")
     _style(axes[0], lims, "input x", d)
     _points(axes[1], y, C_Y, "y ~ Q")
@@ -160,7 +160,7 @@ def plot_transport(samples: dict, stem: str | Path, title: str,
     xb, txb, yb = (_xy(samples[k]) for k in ("xb", "txb", "yb"))
     plan = np.asarray(samples["plan"], dtype=float)
     lims = _limits(xb, txb, yb)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5), layout="constrained", sharex=True, sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=style.figsize("two", 0.5), layout="constrained", sharex=True, sharey=True)
 
     ax = axes[0]
     _segments(ax, xb, txb, "0.4")
@@ -204,7 +204,7 @@ def plot_one_to_many(samples: dict, stem: str | Path, title: str) -> tuple[Path,
     d = _dim(samples)
     y, xf, ysf = _xy(samples["y"]), _xy(samples["x_fixed"]), _xy(samples["ys_fixed"])
     lims = _limits(y, xf, ysf)
-    fig, ax = plt.subplots(figsize=(9, 5.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=style.figsize("one", 0.75), layout="constrained")
     _points(ax, y, GREY, "target y", alpha=0.6)
     colors = plt.get_cmap("tab10").colors
     for k in range(len(xf)):
@@ -238,7 +238,7 @@ def plot_losses(log: pd.DataFrame, stem: str | Path, title: str) -> tuple[Path, 
     gamma = log["gamma"].to_numpy(dtype=float) if "gamma" in log else np.array([])
     show_gamma = gamma.size > 0 and not np.allclose(gamma, gamma[0], equal_nan=True)
     n = 3 if show_gamma else 2
-    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.8), layout="constrained", sharex=True)
+    fig, axes = plt.subplots(1, n, figsize=style.figsize("two", 0.4 if n > 1 else 0.6), layout="constrained", sharex=True)
 
     ax = axes[0]
     ax.plot(step, log["loss_t"], label="T loss", color=C_T, lw=1.2)
@@ -299,7 +299,7 @@ def plot_gamma_sweep(df: pd.DataFrame, stem: str | Path, title: str) -> tuple[Pa
     """
     df = df.dropna(subset=["gamma"]).sort_values("gamma")
     g = df["gamma"].to_numpy(dtype=float)
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8), layout="constrained", sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=style.figsize("two", 0.4), layout="constrained", sharex=True)
 
     ax = axes[0]
     ax.plot(g, df["modes_covered"], "o-", color=C_T, ms=5, lw=1.2)
