@@ -9,7 +9,7 @@ rule eval_reference:
         f"{RESULTS}/eval/refstats/{{dataset}}_{{size}}_test_{FID_TAG}.npz",
     params:
         eval=config["eval"],
-        data_dir=DATA,
+        data_dir=lambda w, input: str(Path(input.manifest).parent.parent),
     resources:
         gpu=1,
     log:

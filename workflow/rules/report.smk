@@ -120,7 +120,7 @@ rule report:
     output:
         report("report/main.pdf", caption="../report/pdf.rst", category="Report"),
     params:
-        build=REPORT_BUILD,
+        build=lambda w, input: str(Path(input.generated[0]).parent.parent),
     log:
         f"{LOGS}/report/latexmk.log",
     conda:
