@@ -32,8 +32,11 @@ def load_split(data_dir: str | Path, split: str = "train", mmap: bool = True) ->
 
 def to_float(batch: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     """uint8 NHWC -> float32 NCHW in [-1, 1] (on the batch's device)."""
-    x = batch.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    nchw = batch.permute(0, 3, 1, 2)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    # one conversion pass into the final layout, then two in-place passes (no extra copy)
+    x = torch.empty(nchw.shape, dtype=torch.float32, device=batch.device, memory_format=fmt)
+    return x.copy_(nchw).mul_(1 / 127.5).sub_(1.0)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
