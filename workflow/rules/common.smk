@@ -122,6 +122,19 @@ def report_figures():
     return out
 
 
+def build_pdf():
+    build = config["report"]["build"]
+    if build == "auto":
+        import shutil
+
+        if shutil.which("latexmk") is None:
+            logger.warning("report: latexmk not found, building figures and tables only "
+                           "(apt-get install texlive-latex-recommended texlive-latex-extra latexmk)")
+            return False
+        return True
+    return bool(build)
+
+
 def all_outputs():
     out = toy_outputs() + data_outputs() + train_outputs() + eval_outputs()
-    return out + (["report/main.pdf"] if config["report"]["build"] else report_figures())
+    return out + (["report/main.pdf"] if build_pdf() else report_figures())
