@@ -106,3 +106,12 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     toy.train(exp, tmp_path / "clean/model.pt", tmp_path / "clean/log.csv", progress=False)
     wa, wb = _weights(tmp_path / "killed/model.pt"), _weights(tmp_path / "clean/model.pt")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_flush_reads_the_slots_of_the_last_steps_after_an_off_boundary_stop():
+    tr = toy.build(tiny_experiment(log_every=4, checkpoint_every=8)).trainer
+    tr.run(2, progress=False)
+    tr.run(4, progress=False)
+    buf = tr._buf[1].tolist()
+    assert tr.history[-1]["step"] == 4
+    assert tr.history[-1]["loss_f"] == pytest.approx((buf[2] + buf[3]) / 2, rel=1e-6)

@@ -168,7 +168,9 @@ class NOTTrainer:
 
     def _flush(self, n: int, seconds: float) -> dict:
         """Read the last ``n`` steps' losses (one host sync); raise on NaN/inf."""
-        vals = self._buf[:, :n].double().cpu()
+        # the slots of the last n steps (a run may start off a log boundary after a resume)
+        idx = torch.arange(self.step - n, self.step, device=self._buf.device) % self.log_every
+        vals = self._buf[:, idx].double().cpu()
         vals[[0, 2]] /= self.k_t  # sums over the k_t T-steps -> means
         finite = torch.isfinite(vals[:3]).all(0)
         if not bool(finite.all()):
