@@ -16,8 +16,6 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -40,9 +38,27 @@ def _stderr_to(path: str | None):
             sys.stderr = old
 
 
+@contextlib.contextmanager
+def logged(path: str | None, what: str = "stage"):
+    """Send logging and stderr to ``path`` (stderr when None); log a failure before re-raising.
+
+    Torch-free, so figure scripts can use it without importing torch.
+    """
+    if not path:
+        setup_logging()
+    with _stderr_to(path):
+        try:
+            yield
+        except Exception:
+            logging.getLogger("notpipe").exception("%s failed", what)
+            raise
+
+
 def entry(main: Callable[..., object], parser: argparse.ArgumentParser,
           from_snakemake: Callable[[object], dict], smk=None, threads: int | None = None) -> None:
     """Run ``main`` with arguments from Snakemake (``smk``) or the command line."""
+    import torch  # here: figure scripts use logged() without paying for torch
+
     if smk is not None:
         log = smk.log[0] if len(smk.log) else None
         with _stderr_to(log):

@@ -112,21 +112,9 @@ def _from_snakemake(smk) -> dict:
 if __name__ == "__main__":
     if "snakemake" in globals():
         smk = snakemake  # noqa: F821
-        if len(smk.log):
-            # logging, warnings and tracebacks go to the rule's log file
-            Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
-            with open(smk.log[0], "w", buffering=1) as log_fh:
-                sys.stderr = log_fh
-                logging.basicConfig(level=logging.INFO, format=FORMAT, stream=log_fh, force=True)
-                try:
-                    main(**_from_snakemake(smk))
-                except Exception:
-                    log.exception("figure failed")
-                    raise
-                finally:
-                    sys.stderr = sys.__stderr__
-        else:
-            logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stderr, force=True)
+        from notpipe.stage import logged
+
+        with logged(smk.log[0] if len(smk.log) else None, "figure"):
             main(**_from_snakemake(smk))
     else:
         args = _parser().parse_args()

@@ -13,7 +13,6 @@ Command line: python workflow/scripts/toy_figure.py --kind scatter \
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 # Not notpipe.stage.entry: that imports torch (~2 s) and a figure needs none of it.
 log = logging.getLogger("notpipe.toy_figure")
@@ -58,19 +57,11 @@ def _parser():
 
 if __name__ == "__main__":
     if "snakemake" in globals():
-        # logging, warnings and tracebacks go to the rule's log file
-        Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)  # noqa: F821
-        with open(snakemake.log[0], "w", buffering=1) as log_fh:  # noqa: F821
-            sys.stderr = log_fh
-            logging.basicConfig(level=logging.INFO, format=FORMAT, stream=log_fh, force=True)
-            try:
-                main(snakemake.params.kind, list(snakemake.input),  # noqa: F821
-                     snakemake.output.pdf, snakemake.params.title)  # noqa: F821
-            except Exception:
-                log.exception("figure failed")
-                raise
-            finally:
-                sys.stderr = sys.__stderr__
+        from notpipe.stage import logged
+
+        with logged(snakemake.log[0], "figure"):  # noqa: F821
+            main(snakemake.params.kind, list(snakemake.input),  # noqa: F821
+                 snakemake.output.pdf, snakemake.params.title)  # noqa: F821
     else:
         args = _parser().parse_args()
         logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stderr, force=True)
