@@ -1,4 +1,4 @@
-"""The whole chain on configs/smoke.yaml, up to report/main.pdf (needs TeX: latexmk + pdflatex)."""
+"""The whole chain on configs/smoke.yaml, up to report/smoke.pdf (needs TeX: latexmk + pdflatex)."""
 
 import shutil
 import subprocess
@@ -17,7 +17,7 @@ def test_smoke_config_builds_the_pdf_with_every_section_and_table(tmp_path):
     args = ["--cores", "2", "--resources", "gpu=0", "--configfile", str(REPO / "configs/smoke.yaml"),
             "--directory", str(tmp_path)]
     run_snakemake(*args)
-    pdf = tmp_path / "report/main.pdf"
+    pdf = tmp_path / "report/smoke.pdf"
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
                           check=True).stdout
     for section in ("Method", "Toy experiments", "Image translation", "Evaluation", "Speed"):
@@ -28,6 +28,6 @@ def test_smoke_config_builds_the_pdf_with_every_section_and_table(tmp_path):
     assert "smoke: random-weight Inception" in text  # smoke numbers are labelled
     assert "shapes_weak" in text and "moons" in text
     # one figure alone: asking for its file after a change rebuilds just that figure
-    (tmp_path / "report/figures/images/shapes_weak_losses.pdf").unlink()
-    proc = run_snakemake(*args, "report/figures/images/shapes_weak_losses.pdf", "-n")
+    (tmp_path / "report/figures/smoke/images/shapes_weak_losses.pdf").unlink()
+    proc = run_snakemake(*args, "report/figures/smoke/images/shapes_weak_losses.pdf", "-n")
     assert "image_figure_losses" in proc.stdout and "\ntrain " not in proc.stdout

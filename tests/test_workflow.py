@@ -78,25 +78,25 @@ def test_end_to_end_toy_chain(tmp_path):
     cfg.write_text(yaml.safe_dump(TINY))
     args = ["--cores", "2", "--configfile", str(cfg), "--directory", str(tmp_path)]
     # asking for one figure builds only its chain
-    run_snakemake(*args, "figs/toy/moons_transport.pdf")
-    assert (tmp_path / "figs/toy/moons_transport.png").stat().st_size > 0
-    assert not (tmp_path / "figs/toy/moons_scatter.pdf").exists()
-    assert not (tmp_path / "results/toy/rings_g0").exists()
+    run_snakemake(*args, "figs/main/toy/moons_transport.pdf")
+    assert (tmp_path / "figs/main/toy/moons_transport.png").stat().st_size > 0
+    assert not (tmp_path / "figs/main/toy/moons_scatter.pdf").exists()
+    assert not (tmp_path / "results/main/toy/rings_g0").exists()
     run_snakemake(*args)
-    summary = pd.read_csv(tmp_path / "results/toy/summary.csv")
+    summary = pd.read_csv(tmp_path / "results/main/toy/summary.csv")
     assert set(summary["experiment"]) == {"moons", "rings_g0", "rings_g0.5"}
     for col in ("not_cost", "ot_cost_exact", "cost_ratio", "w2_pushforward", "w2_noise_floor",
                 "bary_gap", "train_seconds", "emd_seconds", "sinkhorn_seconds"):
         assert summary[col].notna().all(), col
     assert summary.set_index("experiment").loc["rings_g0.5", "cond_var"] >= 0
-    sweep = pd.read_csv(tmp_path / "results/toy/sweeps/rings.csv")
+    sweep = pd.read_csv(tmp_path / "results/main/toy/sweeps/rings.csv")
     assert list(sweep["gamma"]) == [0.0, 0.5]
-    log = pd.read_csv(tmp_path / "results/toy/moons/log.csv")
+    log = pd.read_csv(tmp_path / "results/main/toy/moons/log.csv")
     assert list(log["step"]) == [10, 20]
     for name in ("rings_gamma_sweep", "rings_g0.5_one_to_many", "moons_losses", "moons_scatter"):
-        assert (tmp_path / f"figs/toy/{name}.pdf").stat().st_size > 0, name
-    assert (tmp_path / "results/logs/toy/moons.train.log").exists()
-    assert not (tmp_path / "figs/toy/moons_one_to_many.pdf").exists()  # deterministic map
+        assert (tmp_path / f"figs/main/toy/{name}.pdf").stat().st_size > 0, name
+    assert (tmp_path / "results/logs/main/toy/moons.train.log").exists()
+    assert not (tmp_path / "figs/main/toy/moons_one_to_many.pdf").exists()  # deterministic map
     # nothing left to do: the run is complete and up to date
     proc = run_snakemake(*args, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
@@ -138,22 +138,22 @@ def test_train_rule_runs_on_cpu_with_gpu_resource_zero(tmp_path):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     args = ["--cores", "2", "--resources", "gpu=0", "--configfile", str(tmp_path / "c.yaml"),
             "--directory", str(tmp_path)]
-    run_snakemake("results/train/tiny/final.pt", *args)
-    log = (tmp_path / "results/logs/train/tiny.log").read_text()
-    assert not (tmp_path / "results/eval").exists()  # asking for the checkpoint builds only its chain
+    run_snakemake("results/main/train/tiny/final.pt", *args)
+    log = (tmp_path / "results/logs/main/train/tiny.log").read_text()
+    assert not (tmp_path / "results/main/eval").exists()  # asking for the checkpoint builds only its chain
     assert "device cpu" in log
-    assert list(pd.read_csv(tmp_path / "results/train/tiny/log.csv").step) == [2, 4]
-    assert (tmp_path / "results/train/tiny/grids/step_00000004.png").exists()
-    assert len(list((tmp_path / "results/train/tiny/checkpoints").glob("step_*.pt"))) == 2
+    assert list(pd.read_csv(tmp_path / "results/main/train/tiny/log.csv").step) == [2, 4]
+    assert (tmp_path / "results/main/train/tiny/grids/step_00000004.png").exists()
+    assert len(list((tmp_path / "results/main/train/tiny/checkpoints").glob("step_*.pt"))) == 2
     # evaluation of every snapshot (here: 2 and 4), curve and summary
     run_snakemake(*args)
-    curve = pd.read_csv(tmp_path / "results/eval/tiny/curve.csv")
+    curve = pd.read_csv(tmp_path / "results/main/eval/tiny/curve.csv")
     assert list(curve.step) == [2, 4] and curve.smoke.all()
     for col in ("fid", "kid", "transport_cost", "lpips_content", "lpips_diversity", "attr_centroid_px"):
         assert curve[col].notna().all(), col
-    summary = pd.read_csv(tmp_path / "results/eval/summary.csv")
+    summary = pd.read_csv(tmp_path / "results/main/eval/summary.csv")
     assert summary.run.tolist() == ["tiny"] and summary.smoke.all() and summary.published_fid.isna().all()
     assert summary.extractor.tolist() == ["random_seed0_smoke"]
-    metrics = pd.read_csv(tmp_path / "results/eval/tiny/metrics.csv")
+    metrics = pd.read_csv(tmp_path / "results/main/eval/tiny/metrics.csv")
     assert set(metrics["map"]) == {"T", "identity", "random_target", "oracle"} and (metrics.step == 4).all()
-    assert (tmp_path / "results/eval/refstats/shapes_squares_16_test_random_seed0_smoke.npz").exists()
+    assert (tmp_path / "results/main/eval/refstats/shapes_squares_16_test_random_seed0_smoke.npz").exists()

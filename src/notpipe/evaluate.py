@@ -65,10 +65,14 @@ def _for_lpips(x: torch.Tensor) -> torch.Tensor:
 
 def evaluate_snapshot(path: str | Path, data_dir: str | Path, ref: dict, ev: dict, device="cpu",
                       extractor: fidlib.FeatureExtractor | None = None, lp=None,
-                      save_images: str | Path | None = None) -> pd.DataFrame:
-    """Every metric of one snapshot (see module docstring); ``ref`` from ``fidlib.reference_stats``."""
+                      save_images: str | Path | None = None, expected: dict | None = None) -> pd.DataFrame:
+    """Every metric of one snapshot (see module docstring); ``ref`` from ``fidlib.reference_stats``.
+
+    ``expected``: the run block the snapshot must have been trained with (else
+    :class:`~notpipe.fingerprint.FingerprintMismatch`, before any metric is computed).
+    """
     device = torch.device(device)
-    setup, state = load_map(path, data_dir, device)
+    setup, state = load_map(path, data_dir, device, expected=expected)
     tr, run = setup.trainer, setup.run
     step = int(state["step"] if "step" in state else state["trainer"]["step"])  # snapshot or checkpoint
     name = state["name"]

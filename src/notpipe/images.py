@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from . import checkpoint as ckpt
+from . import fingerprint
 from .costs import Cost, GammaSchedule, make_cost
 from .image_models import ImageNoise, ResNetD, UNet
 from .loader import ImageSampler, load_split, to_float, to_uint8
@@ -140,23 +141,36 @@ def snapshot_path(out_dir: str | Path, step: int) -> Path:
     return Path(out_dir) / "snapshots" / f"step_{step:08d}.pt"
 
 
-def snapshot(state: dict, run: dict, name: str) -> dict:
-    """What evaluation needs of a checkpoint: T (+ BatchNorm statistics) and the run."""
-    return {"T": state["T"], "step": state["step"], "run": run, "name": name}
+def snapshot(state: dict, run: dict, name: str, fp: dict) -> dict:
+    """What evaluation needs of a checkpoint: T (+ BatchNorm statistics), the run and its fingerprint."""
+    return {"T": state["T"], "step": state["step"], "run": run, "name": name, "fingerprint": fp}
+
+
+def manifests(run: dict, data_dir: str | Path) -> dict[str, Path]:
+    """The manifest.json of the run's source and target data sets."""
+    size = run["image_size"]
+    return {side: Path(data_dir) / f"{run[side]}_{size}" / "manifest.json" for side in ("source", "target")}
+
+
+def run_fingerprint(run: dict, data_dir: str | Path) -> dict:
+    """Fingerprint of a run: its trajectory keys and the sha256 of its prepared arrays."""
+    return fingerprint.image(run, manifests(run, data_dir))
 
 
 def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
           device: str | torch.device = "cpu", progress: bool = True) -> ImageSetup:
-    """Train (resuming from ``out_dir/checkpoints``) and write ``final.pt``, ``log.csv``, ``grids/``."""
+    """Train and write ``final.pt``, ``log.csv``, ``grids/`` and ``snapshots/``.
+
+    Resumes from ``out_dir/checkpoints`` only when the checkpoint was written by the
+    same run block on the same prepared arrays (:mod:`notpipe.fingerprint`);
+    otherwise checkpoints, snapshots and grids are moved aside and training starts at 0.
+    """
     setup = build(run, data_dir, device)
     tr = setup.trainer
+    fp = run_fingerprint(run, data_dir)
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
-    found = ckpt.latest_checkpoint(ckpt_dir)
-    if found:
-        path, state = found
-        tr.load_state_dict(state["trainer"])
-        log.info("resumed %s from %s (f-step %d)", name, path, tr.step)
+    ckpt.resume(tr, ckpt_dir, fp, run["steps"], name, aside=[out / "snapshots", out / "grids"])
     grid_x = setup.source_test[: run["grid_inputs"]]
     grid_every = run["grid_every"]
 
@@ -171,10 +185,11 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
 
     def save(t: NOTTrainer) -> None:
         state = t.state_dict()
-        ckpt.atomic_save({"trainer": state, "run": run, "name": name}, ckpt.checkpoint_path(ckpt_dir, t.step))
+        ckpt.atomic_save({"trainer": state, "run": run, "name": name, "fingerprint": fp},
+                         ckpt.checkpoint_path(ckpt_dir, t.step))
         ckpt.prune(ckpt_dir, run["keep"])
         if t.step in snapshot_steps(run):
-            ckpt.atomic_save(snapshot(state, run, name), snapshot_path(out, t.step))
+            ckpt.atomic_save(snapshot(state, run, name, fp), snapshot_path(out, t.step))
         pd.DataFrame(t.history).to_csv(out / "log.csv", index=False)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -185,14 +200,21 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
     pd.DataFrame(tr.history).to_csv(out / "log.csv", index=False)
     state = tr.state_dict()
     if not snapshot_path(out, tr.step).exists():
-        ckpt.atomic_save(snapshot(state, run, name), snapshot_path(out, tr.step))
-    ckpt.atomic_save({"trainer": state, "run": run, "name": name}, out / "final.pt")
+        ckpt.atomic_save(snapshot(state, run, name, fp), snapshot_path(out, tr.step))
+    ckpt.atomic_save({"trainer": state, "run": run, "name": name, "fingerprint": fp}, out / "final.pt")
     return setup
 
 
-def load_map(path: str | Path, data_dir: str | Path, device: str | torch.device = "cpu") -> tuple[ImageSetup, dict]:
-    """Rebuild a run from a snapshot, a checkpoint or ``final.pt`` (T loaded, in eval mode)."""
+def load_map(path: str | Path, data_dir: str | Path, device: str | torch.device = "cpu",
+             expected: dict | None = None) -> tuple[ImageSetup, dict]:
+    """Rebuild a run from a snapshot, a checkpoint or ``final.pt`` (T loaded, in eval mode).
+
+    With ``expected`` (the run block to evaluate), a map trained by another configuration
+    or on other prepared arrays raises :class:`~notpipe.fingerprint.FingerprintMismatch`.
+    """
     state = ckpt.load(path)
+    if expected is not None:
+        fingerprint.require(state, run_fingerprint(expected, data_dir), path)
     run = dict(state["run"])
     run["speed"] = {**run["speed"], "compile": False}
     setup = build(run, data_dir, device)

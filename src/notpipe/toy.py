@@ -19,6 +19,7 @@ import torch
 
 from . import checkpoint as ckpt
 from . import discrete_ot as dot
+from . import fingerprint
 from .costs import Cost, GammaSchedule, make_cost
 from .models import GaussianNoise, VectorMap, VectorPotential
 from .optim import make_adam
@@ -64,22 +65,24 @@ def build(exp: dict) -> ToySetup:
 
 def train(exp: dict, model_path: str | Path, log_csv: str | Path, ckpt_dir: str | Path | None = None,
           keep: int = 2, progress: bool = True, name: str = "toy") -> ToySetup:
-    """Train (resuming from the newest valid checkpoint in ``ckpt_dir``) and write
-    the final model (``model_path``) and the training log (``log_csv``)."""
+    """Train and write the final model (``model_path``) and the training log (``log_csv``).
+
+    Resumes from the newest valid checkpoint in ``ckpt_dir`` only when it was written
+    by the same experiment (:mod:`notpipe.fingerprint`); otherwise the old checkpoints
+    are moved aside and training starts at step 0.
+    """
     setup = build(exp)
     tr = setup.trainer
+    fp = fingerprint.toy(exp)
     ckpt_dir = Path(ckpt_dir) if ckpt_dir else Path(model_path).parent / "checkpoints"
-    found = ckpt.latest_checkpoint(ckpt_dir)
-    if found:
-        path, state = found
-        tr.load_state_dict(state["trainer"])
-        log.info("resumed %s from %s (f-step %d)", name, path, tr.step)
+    ckpt.resume(tr, ckpt_dir, fp, exp["steps"], name)
 
     def write_log():
         pd.DataFrame(tr.history).to_csv(log_csv, index=False)
 
     def save(t: NOTTrainer):
-        ckpt.atomic_save({"trainer": t.state_dict(), "experiment": exp}, ckpt.checkpoint_path(ckpt_dir, t.step))
+        ckpt.atomic_save({"trainer": t.state_dict(), "experiment": exp, "fingerprint": fp},
+                         ckpt.checkpoint_path(ckpt_dir, t.step))
         ckpt.prune(ckpt_dir, keep)
         write_log()
 
@@ -87,14 +90,21 @@ def train(exp: dict, model_path: str | Path, log_csv: str | Path, ckpt_dir: str 
     tr.run(exp["steps"], on_checkpoint=save, checkpoint_every=exp["checkpoint_every"],
            progress=progress, desc=name)
     write_log()
-    ckpt.atomic_save({"T": tr.T.state_dict(), "f": tr.f.state_dict(), "experiment": exp,
+    ckpt.atomic_save({"T": tr.T.state_dict(), "f": tr.f.state_dict(), "experiment": exp, "fingerprint": fp,
                       "step": tr.step, "train_seconds": tr.elapsed}, model_path)
     return setup
 
 
-def load_trained(model_path: str | Path) -> tuple[ToySetup, dict]:
-    """Rebuild an experiment from a model file written by :func:`train`."""
+def load_trained(model_path: str | Path, expected: dict | None = None) -> tuple[ToySetup, dict]:
+    """Rebuild an experiment from a model file written by :func:`train`.
+
+    With ``expected`` (the experiment block to evaluate), a model trained by another
+    configuration, or for another number of steps, raises
+    :class:`~notpipe.fingerprint.FingerprintMismatch`.
+    """
     state = ckpt.load(model_path)
+    if expected is not None:
+        fingerprint.require(state, fingerprint.toy(expected), model_path, expected["steps"])
     setup = build(state["experiment"])
     setup.trainer.T.load_state_dict(state["T"])
     setup.trainer.f.load_state_dict(state["f"])

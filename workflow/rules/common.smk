@@ -3,9 +3,11 @@ import os
 import re
 from pathlib import Path
 
+from notpipe import fingerprint
 from notpipe.config import ConfigError, toy_experiments, toy_sweeps, validate_config
 from notpipe.datasets import resolve_datasets, sources
 from notpipe.images import snapshot_steps
+from notpipe.paths import Layout, fid_tag
 
 try:
     _checked = validate_config(config, schema=None)
@@ -14,10 +16,12 @@ except ConfigError as err:
 config.clear()
 config.update(_checked)
 
-RESULTS = config["results_dir"]
-FIGURES = config["figures_dir"]
-LOGS = f"{RESULTS}/logs"
-BENCH = f"{RESULTS}/benchmarks"
+#: every output path of this suite (results/{suite}/..., report/figures/{suite}/..., report/{suite}.pdf)
+L = Layout.from_config(config)
+RESULTS = str(L.results)
+FIGURES = str(L.figures)
+LOGS = str(L.logs)
+BENCH = str(L.bench)
 ENV = "../../envs/notpipe.yaml"
 #: published reference numbers (labelled columns of results/eval/summary.csv)
 PUBLISHED = str(Path(workflow.basedir) / "workflow" / "resources" / "published_fid.csv")
@@ -27,7 +31,7 @@ DATASETS = resolve_datasets(config["datasets"])
 RUNS = config["images"]["runs"]
 _ev = config["eval"]
 #: tag of the FID extractor in cached statistics (random weights are labelled smoke)
-FID_TAG = f"random_seed{_ev['seed']}_smoke" if _ev["feature_extractor"] == "random" else _ev["feature_extractor"]
+FID_TAG = fid_tag(_ev)
 #: file name under {DATA}/raw -> {url, sha256} of every downloadable source
 DOWNLOADS = {s["path"].name: s for spec in DATASETS.values() if not spec.get("path")
              for s in sources(spec, f"{DATA}/raw") if s["url"]}
@@ -49,6 +53,26 @@ wildcard_constraints:
     file=_alternatives(DOWNLOADS),
     run=_alternatives(RUNS),
     step=r"\d{8}",
+
+
+def toy_trajectory(name):
+    """What a toy evaluation checks the model against: the block minus keys that do not
+    change training (so editing them does not rerun the evaluation)."""
+    return fingerprint.trajectory(TOY[name], fingerprint.TOY_FREE)
+
+
+def run_trajectory(run):
+    """The same for an image run (eval_snapshot and the grid figure check it)."""
+    return fingerprint.trajectory(RUNS[run], fingerprint.IMAGE_FREE)
+
+
+#: image-run keys that only change the sample grids drawn during training
+GRID_KEYS = ("grid_every", "grid_inputs", "grid_z")
+
+
+def train_params(run):
+    """The run block the train job uses, minus the grid keys (passed apart, see train.smk)."""
+    return {k: v for k, v in RUNS[run].items() if k not in GRID_KEYS}
 
 
 def toy_is_stochastic(name):
@@ -76,7 +100,7 @@ def dataset_downloads(name):
 
 
 def manifest_path(name, size):
-    return f"{DATA}/{name}_{size}/manifest.json"
+    return L.manifest(name, size)
 
 
 def data_outputs():
@@ -90,7 +114,7 @@ def train_outputs():
 
 
 def refstats_path(dataset, size):
-    return f"{RESULTS}/eval/refstats/{dataset}_{size}_test_{FID_TAG}.npz"
+    return L.refstats(dataset, size, FID_TAG)
 
 
 def eval_steps(run):
@@ -99,7 +123,7 @@ def eval_steps(run):
 
 
 def eval_step_path(run, step):
-    return f"{RESULTS}/eval/{run}/steps/step_{step:08d}.csv"
+    return L.eval_step(run, step)
 
 
 def eval_outputs():
@@ -137,4 +161,4 @@ def build_pdf():
 
 def all_outputs():
     out = toy_outputs() + data_outputs() + train_outputs() + eval_outputs()
-    return out + (["report/main.pdf"] if build_pdf() else report_figures())
+    return out + ([L.pdf] if build_pdf() else report_figures())

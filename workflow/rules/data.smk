@@ -12,7 +12,7 @@ rule data_download:
         offline=config["data"]["offline"],
         retries=config["data"]["retries"],
     log:
-        f"{LOGS}/data/download_{{file}}.log",
+        f"{L.data_logs}/download_{{file}}.log",
     threads: 1
     conda:
         ENV
@@ -33,9 +33,9 @@ rule data_prepare:
         offline=config["data"]["offline"],
         max_bad_fraction=config["data"]["max_bad_fraction"],
     log:
-        f"{LOGS}/data/{{dataset}}_{{size}}.prepare.log",
+        f"{L.data_logs}/{{dataset}}_{{size}}.prepare.log",
     benchmark:
-        f"{BENCH}/data/{{dataset}}_{{size}}.prepare.tsv"
+        f"{L.root}/benchmarks/data/{{dataset}}_{{size}}.prepare.tsv"
     threads: config["data"]["threads"]
     conda:
         ENV

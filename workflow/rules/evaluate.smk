@@ -33,7 +33,8 @@ rule eval_snapshot:
         snapshot=lambda w: f"{RESULTS}/train/{w.run}/snapshots/step_{w.step}.pt",
         eval=config["eval"],
         data_dir=DATA,
-        images=lambda w: f"{RESULTS}/eval/{w.run}/images/step_{w.step}" if config["eval"]["save_images"] else None,
+        images=lambda w: L.eval_images(w.run, w.step) if config["eval"]["save_images"] else None,
+        run=lambda w: run_trajectory(w.run),
     resources:
         gpu=1,
     log:

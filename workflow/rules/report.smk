@@ -24,6 +24,7 @@ for _kind, (_input, _title) in _IMAGE_FIGURES.items():
             data_dir=DATA,
             n_inputs=8,
             n_z=4,
+            run=(lambda w: run_trajectory(w.run)) if _kind == "grid" else None,
         log:
             f"{LOGS}/figures/images/{{run}}_{_kind}.log",
         conda:
@@ -118,7 +119,7 @@ rule report:
         generated=expand(f"{REPORT_BUILD}/generated/{{f}}.tex", f=REPORT_INCLUDES + ["table_toy", "table_images"]),
         figures=report_figures(),
     output:
-        report("report/main.pdf", caption="../report/pdf.rst", category="Report"),
+        report(L.pdf, caption="../report/pdf.rst", category="Report"),
     params:
         build=lambda w, input: str(Path(input.generated[0]).parent.parent),
     log:

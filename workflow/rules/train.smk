@@ -10,7 +10,10 @@ rule train:
         final=f"{RESULTS}/train/{{run}}/final.pt",
         log_csv=f"{RESULTS}/train/{{run}}/log.csv",
     params:
-        run=lambda w: RUNS[w.run],
+        run=lambda w: train_params(w.run),
+        # grid settings only change the pictures drawn during training: a param derived
+        # from the output is no rerun trigger, so editing them does not retrain
+        grid=lambda w, output: {k: RUNS[w.run][k] for k in GRID_KEYS},
         data_dir=DATA,
     resources:
         gpu=1,

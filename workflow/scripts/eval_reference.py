@@ -1,4 +1,4 @@
-"""FID reference statistics of a target test split, cached under results/eval/refstats/.
+"""FID reference statistics of a target test split, cached under results/SUITE/eval/refstats/.
 
 Command line: python workflow/scripts/eval_reference.py --config configs/toy.yaml --dataset shapes_squares --size 32
 """
@@ -9,6 +9,7 @@ from pathlib import Path
 from notpipe import evaluate
 from notpipe.config import load_config
 from notpipe.images import pick_device
+from notpipe.paths import Layout, fid_tag
 from notpipe.stage import entry
 
 
@@ -21,9 +22,8 @@ def main(dataset: str, size: int, data_dir: str, out: str, ev: dict, gpu: bool =
 def _cli_main(config: str, dataset: str, size: int, cpu: bool = False) -> None:
     cfg = load_config(config)
     ev = cfg["eval"]
-    tag = f"random_seed{ev['seed']}_smoke" if ev["feature_extractor"] == "random" else ev["feature_extractor"]
-    out = Path(cfg["results_dir"]) / "eval" / "refstats" / f"{dataset}_{size}_test_{tag}.npz"
-    main(dataset, size, cfg["data"]["data_dir"], str(out), ev, gpu=not cpu)
+    out = Layout.from_config(cfg).refstats(dataset, size, fid_tag(ev))
+    main(dataset, size, cfg["data"]["data_dir"], out, ev, gpu=not cpu)
 
 
 def _parser():

@@ -2,6 +2,7 @@
 
 Writes one CSV (long format: one row per metric and map). Command line:
 python workflow/scripts/eval_snapshot.py --config configs/toy.yaml --run shapes_strong --step 300
+(reads results/SUITE/train/RUN/snapshots/step_*.pt, writes results/SUITE/eval/RUN/steps/)
 """
 
 import argparse
@@ -12,18 +13,21 @@ import numpy as np
 from notpipe import evaluate
 from notpipe.config import load_config
 from notpipe.images import pick_device
+from notpipe.paths import Layout, fid_tag
 from notpipe.stage import entry
 
 
 def main(snapshot: str, ref: str, out: str, data_dir: str, ev: dict, gpu: bool = True,
-         images: str | None = None) -> None:
+         images: str | None = None, run: dict | None = None) -> None:
+    """``run``: the run block to evaluate; a snapshot trained by another config is refused."""
     if not Path(snapshot).exists():
         raise FileNotFoundError(f"{snapshot} missing: rerun training (delete final.pt of the run) "
                                 "or set eval.curve: false to evaluate the last snapshot only")
     with np.load(ref) as z:
         stats = {k: z[k] for k in z.files}
     stats.update(n=int(stats["n"]), tag=str(stats["tag"]), smoke=bool(stats["smoke"]))
-    df = evaluate.evaluate_snapshot(snapshot, data_dir, stats, ev, pick_device(gpu), save_images=images)
+    df = evaluate.evaluate_snapshot(snapshot, data_dir, stats, ev, pick_device(gpu), save_images=images,
+                                    expected=run)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
 
@@ -31,11 +35,9 @@ def main(snapshot: str, ref: str, out: str, data_dir: str, ev: dict, gpu: bool =
 def _cli_main(config: str, run: str, step: int, cpu: bool = False) -> None:
     cfg = load_config(config)
     ev, r = cfg["eval"], cfg["images"]["runs"][run]
-    res = Path(cfg["results_dir"])
-    tag = f"random_seed{ev['seed']}_smoke" if ev["feature_extractor"] == "random" else ev["feature_extractor"]
-    main(str(res / "train" / run / "snapshots" / f"step_{step:08d}.pt"),
-         str(res / "eval" / "refstats" / f"{r['target']}_{r['image_size']}_test_{tag}.npz"),
-         str(res / "eval" / run / "steps" / f"step_{step:08d}.csv"), cfg["data"]["data_dir"], ev, not cpu)
+    lay = Layout.from_config(cfg)
+    main(lay.snapshot(run, step), lay.refstats(r["target"], r["image_size"], fid_tag(ev)),
+         lay.eval_step(run, step), cfg["data"]["data_dir"], ev, not cpu, run=r)
 
 
 def _parser():
@@ -51,4 +53,4 @@ if __name__ == "__main__":
     smk = globals().get("snakemake")
     entry(main if smk else _cli_main, _parser(), lambda s: dict(
         snapshot=s.params.snapshot, ref=s.input.ref, out=s.output[0], data_dir=s.params.data_dir,
-        ev=s.params.eval, gpu=int(s.resources.get("gpu", 0)) > 0, images=s.params.images), smk)
+        ev=s.params.eval, gpu=int(s.resources.get("gpu", 0)) > 0, images=s.params.images, run=s.params.run), smk)

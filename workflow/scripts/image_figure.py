@@ -28,15 +28,17 @@ N_INPUTS, N_Z = 8, 4
 
 
 def grid_rows(snapshot: str, data_dir: str, n_inputs: int = N_INPUTS, n_z: int = N_Z,
-              seed: int = GRID_SEED) -> tuple[list, list[str], dict]:
-    """uint8 NHWC rows (inputs, then one per draw), their labels and the snapshot state."""
+              seed: int = GRID_SEED, expected: dict | None = None) -> tuple[list, list[str], dict]:
+    """uint8 NHWC rows (inputs, then one per draw), their labels and the snapshot state.
+
+    ``expected``: the run block the snapshot must come from (its fingerprint is checked)."""
     import numpy as np
     import torch
 
     from notpipe import image_plots, images
     from notpipe.loader import to_float, to_uint8
 
-    setup, state = images.load_map(snapshot, data_dir, "cpu")
+    setup, state = images.load_map(snapshot, data_dir, "cpu", expected=expected)
     x_np = np.array(setup.source_test[:n_inputs])
     if len(x_np) == 0:
         raise ValueError(f"no source test images under {data_dir} for {snapshot}")
@@ -47,7 +49,7 @@ def grid_rows(snapshot: str, data_dir: str, n_inputs: int = N_INPUTS, n_z: int =
 
 
 def main(kind: str, inputs: list[str], out_pdf: str, title: str = "", data_dir: str | None = None,
-         n_inputs: int = N_INPUTS, n_z: int = N_Z) -> tuple[Path, Path]:
+         n_inputs: int = N_INPUTS, n_z: int = N_Z, run: dict | None = None) -> tuple[Path, Path]:
     """Read ``inputs`` and write ``out_pdf`` plus the PNG beside it with ``image_plots.plot_<kind>``."""
     import pandas as pd  # here, not at the top, so that --help stays instant
 
@@ -68,7 +70,7 @@ def main(kind: str, inputs: list[str], out_pdf: str, title: str = "", data_dir: 
     if kind == "grid":
         if not data_dir:
             raise ValueError("grid needs the prepared data folder (--data-dir / params.data_dir)")
-        rows, labels, state = grid_rows(inputs[0], data_dir, int(n_inputs), int(n_z))
+        rows, labels, state = grid_rows(inputs[0], data_dir, int(n_inputs), int(n_z), expected=run)
         if not title:  # snapshots hold "step"; checkpoints and final.pt hold trainer.step
             step = state.get("step", state.get("trainer", {}).get("step", "?"))
             title = f"{state.get('name', Path(inputs[0]).parent.parent.name)}, f-step {step}"
@@ -106,7 +108,8 @@ def _from_snakemake(smk) -> dict:
     prm = smk.params
     return dict(kind=prm.kind, inputs=list(smk.input), out_pdf=smk.output[0],
                 title=getattr(prm, "title", "") or "", data_dir=getattr(prm, "data_dir", None),
-                n_inputs=getattr(prm, "n_inputs", N_INPUTS), n_z=getattr(prm, "n_z", N_Z))
+                n_inputs=getattr(prm, "n_inputs", N_INPUTS), n_z=getattr(prm, "n_z", N_Z),
+                run=getattr(prm, "run", None))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,10 @@ log = logging.getLogger("notpipe.toy_evaluate")
 
 
 def main(model: str, metrics: str, samples: str, n_eval: int = 4096, n_plot: int = 1024,
-         z_eval: int = 16, sinkhorn_eps: float = 0.05, emd_max_iter: int = 10_000_000) -> None:
-    setup, state = toy.load_trained(model)
+         z_eval: int = 16, sinkhorn_eps: float = 0.05, emd_max_iter: int = 10_000_000,
+         exp: dict | None = None) -> None:
+    """``exp``: the experiment block to evaluate; a model trained by another config is refused."""
+    setup, state = toy.load_trained(model, expected=exp)
     seed = int(state["experiment"]["seed"])
     values = toy.evaluate(setup, state["train_seconds"], n_eval=n_eval, z_eval=z_eval,
                           sinkhorn_eps=sinkhorn_eps, emd_max_iter=emd_max_iter, seed=seed)
@@ -47,4 +49,5 @@ def _parser():
 if __name__ == "__main__":
     smk = globals().get("snakemake")
     entry(main, _parser(), lambda s: dict(
-        model=s.input.model, metrics=s.output.metrics, samples=s.output.samples, **s.params.settings), smk)
+        model=s.input.model, metrics=s.output.metrics, samples=s.output.samples, exp=s.params.exp,
+        **s.params.settings), smk)

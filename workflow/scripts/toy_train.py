@@ -1,4 +1,5 @@
-"""Train NOT on one toy experiment; resumes from results/toy/{name}/checkpoints/.
+"""Train NOT on one toy experiment; resumes from results/SUITE/toy/NAME/checkpoints/
+when the checkpoint was written by the same experiment block (else it starts at step 0).
 
 Command line: python workflow/scripts/toy_train.py --config configs/toy.yaml --name moons
 """
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from notpipe import toy
 from notpipe.config import load_config, toy_experiments
+from notpipe.paths import Layout
 from notpipe.stage import entry
 
 
@@ -20,8 +22,10 @@ def _cli_main(config: str, name: str, results: str | None = None) -> None:
     exps = toy_experiments(cfg)
     if name not in exps:
         raise SystemExit(f"unknown experiment {name!r}; known: {', '.join(exps)}")
-    out = Path(results or cfg["results_dir"]) / "toy" / name
-    main(exps[name], name, str(out / "model.pt"), str(out / "log.csv"))
+    if results:
+        cfg["results_dir"] = results
+    lay = Layout.from_config(cfg)
+    main(exps[name], name, lay.toy_model(name), lay.toy_log(name))
 
 
 def _parser():
