@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=50, help="batch size (default 50)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     ap.add_argument("--end-to-end", action="store_true", help="also time a full FID both ways (slow sqrtm)")
-    ap.add_argument("--out", default="results/bench/fid_speed.json", help="JSON output path")
+    ap.add_argument("--out", default="results/benchmarks/fid_speed.json", help="JSON output path")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
