@@ -31,7 +31,7 @@ _CELEBA_NOTE = ("CelebA aligned images and attributes from "
                 "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Google Drive: "
                 "Img/img_align_celeba.zip, Anno/list_attr_celeba.txt)")
 
-#: the papers' data sets (REFERENCE.md §3); sizes are of the archives
+#: the papers' data sets (docs/datasets.md#sources-and-formats); sizes are of the archives
 DEFAULT_DATASETS: dict[str, dict] = {
     "handbag": {"url": _IGAN.format("handbag"), "format": "igan_hdf5_zip", "size_bytes": 2.8e9,
                 "crop": "none", "pairs": ["handbag->shoes", "shoes->handbag"]},

@@ -5,7 +5,7 @@ These are the yardsticks the toy stage compares NOT against. Conventions:
 * point clouds are uniform empirical measures of ``n`` points;
 * ``M`` is a ground-cost matrix (float64), e.g. from ``Cost.pairwise``;
 * the exact solver must converge: a POT warning raises :class:`OTSolverError`
-  (REFERENCE §5: ``numItermax`` too small silently returns a wrong cost).
+  (docs/pitfalls.md#emd-iteration-limit: ``numItermax`` too small silently returns a wrong cost).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``evaluate_snapshot`` rebuilds T from a snapshot, pushes the *source test split*
 through it batch by batch and streams the outputs into the FID extractor (no
 image files unless ``save_images``), against cached statistics of the *target
-test split* (the papers' protocol, REFERENCE.md §4). Stochastic maps are pushed
+test split* (the papers' protocol, docs/evaluation.md#fid-protocol-of-the-authors). Stochastic maps are pushed
 ``fid_z_draws`` times with fresh z and reported as mean ± std. Every row carries
 the extractor tag and a ``smoke`` flag: random-weight extractors give smoke
 numbers that are never comparable with published ones.
