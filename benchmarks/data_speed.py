@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from notpipe.datasets import resolve_datasets
-from notpipe.loader import ImageSampler, load_split
-from notpipe.prepare import prepare
+from notpipe.data.datasets import resolve_datasets
+from notpipe.data.loader import ImageSampler, load_split
+from notpipe.data.prepare import prepare
 
 
 def make_jpeg_zip(path: Path, n: int, side: int, seed: int = 0) -> None:

@@ -26,12 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import cleanfid.fid as cf_fid
 import numpy as np
 import torch
 from PIL import Image
 
-import cleanfid.fid as cf_fid
-from notpipe import fid
+from notpipe.evaluate import fid
 
 
 def pictures(n: int, size: int, seed: int = 0) -> torch.Tensor:

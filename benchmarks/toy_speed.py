@@ -37,7 +37,7 @@ def reference_loop(steps: int, batch: int = 64, k_t: int = 10, hidden: int = 100
     T, f = mlp(2, 2), mlp(2, 1)
     opt_t = torch.optim.Adam(T.parameters(), lr=1e-4, weight_decay=1e-10)
     opt_f = torch.optim.Adam(f.parameters(), lr=1e-4, weight_decay=1e-10)
-    from notpipe.samplers import make_sampler
+    from notpipe.toy.samplers import make_sampler
     P, Q = make_sampler({"name": "gaussian", "dim": 2}), make_sampler({"name": "moons"})
     t0 = time.perf_counter()
     for _ in range(steps):

@@ -73,12 +73,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from notpipe.costs import GammaSchedule, make_cost
-from notpipe.image_models import ResNetD, UNet, conv_flops
-from notpipe.images import build_models
-from notpipe.loader import ImageSampler, to_float
-from notpipe.optim import make_adam
-from notpipe.trainer import NOTTrainer
+from notpipe.core.costs import GammaSchedule, make_cost
+from notpipe.core.optim import make_adam
+from notpipe.core.trainer import NOTTrainer
+from notpipe.data.loader import ImageSampler, to_float
+from notpipe.train import build_models
+from notpipe.train.models import ResNetD, UNet, conv_flops
 
 # ----------------------------------------------------------------------------- settings
 

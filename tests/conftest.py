@@ -2,7 +2,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from http_server import http_server  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,8 +61,8 @@ def tiny_image_run(**over) -> dict:
 @pytest.fixture(scope="session")
 def shapes_data(tmp_path_factory) -> Path:
     """``data_dir`` holding shapes_circles_16 and shapes_squares_16 (60 images each)."""
-    from notpipe.datasets import resolve_datasets
-    from notpipe.prepare import prepare
+    from notpipe.data.datasets import resolve_datasets
+    from notpipe.data.prepare import prepare
 
     d = tmp_path_factory.mktemp("data")
     specs = resolve_datasets({"shapes_circles": {"n": 60}, "shapes_squares": {"n": 60}})

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 #: checkpoint / snapshot / grid file name of an f-step
 def step_file(step: int | str, ext: str = "pt") -> str:
     return f"step_{step:08d}.{ext}" if isinstance(step, int) else f"step_{step}.{ext}"
@@ -35,6 +36,12 @@ def fid_tag(ev: dict) -> str:
     if ev["feature_extractor"] == "random":
         return f"random_seed{ev['seed']}_smoke"
     return ev["feature_extractor"]
+
+
+def snapshot_steps(run: dict) -> list[int]:
+    """f-steps at which a T-only snapshot is kept for evaluation (always includes the last)."""
+    every = run["snapshot_every"] or run["steps"]
+    return sorted({*range(every, run["steps"] + 1, every), run["steps"]})
 
 
 class Layout:

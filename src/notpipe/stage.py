@@ -55,14 +55,20 @@ def logged(path: str | None, what: str = "stage"):
 
 
 def entry(main: Callable[..., object], parser: argparse.ArgumentParser,
-          from_snakemake: Callable[[object], dict], smk=None, threads: int | None = None) -> None:
-    """Run ``main`` with arguments from Snakemake (``smk``) or the command line."""
-    import torch  # here: figure scripts use logged() without paying for torch
+          from_snakemake: Callable[[object], dict], smk=None, threads: int | None = None,
+          torch_threads: bool = True) -> None:
+    """Run ``main`` with arguments from Snakemake (``smk``) or the command line.
 
+    ``torch_threads=False``: the script does not use torch (tables, summaries), so
+    torch is not imported at all (about 2 s per job).
+    """
     if smk is not None:
         log = smk.log[0] if len(smk.log) else None
         with _stderr_to(log):
-            torch.set_num_threads(max(1, int(smk.threads)))
+            if torch_threads:
+                import torch  # here: table and figure scripts never pay for it
+
+                torch.set_num_threads(max(1, int(smk.threads)))
             try:
                 main(**from_snakemake(smk))
             except Exception:
@@ -71,6 +77,8 @@ def entry(main: Callable[..., object], parser: argparse.ArgumentParser,
         return
     args = parser.parse_args()
     setup_logging()
-    if threads is not None:
+    if threads is not None and torch_threads:
+        import torch
+
         torch.set_num_threads(threads)
     main(**vars(args))

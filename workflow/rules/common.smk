@@ -3,10 +3,10 @@ import os
 import re
 from pathlib import Path
 
-from notpipe import fingerprint
+from notpipe.core import fingerprint
 from notpipe.config import ConfigError, toy_experiments, toy_sweeps, validate_config
-from notpipe.datasets import resolve_datasets, sources
-from notpipe.images import snapshot_steps
+from notpipe.data.datasets import resolve_datasets, sources
+from notpipe.paths import snapshot_steps
 from notpipe.paths import Layout, fid_tag
 
 try:

@@ -5,7 +5,7 @@ Command line: python workflow/scripts/data_download.py URL DEST [--sha256 HEX] [
 
 import argparse
 
-from notpipe.download import fetch
+from notpipe.data.download import fetch
 from notpipe.stage import entry
 
 
@@ -30,4 +30,4 @@ if __name__ == "__main__":
     smk = globals().get("snakemake")
     entry(main, _parser(), lambda s: dict(
         url=s.params.url, dest=s.output[0], sha256=s.params.sha256, checksums=s.params.checksums,
-        offline=s.params.offline, retries=s.params.retries), smk)
+        offline=s.params.offline, retries=s.params.retries), smk, torch_threads=False)

@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 
 from notpipe.config import load_config
-from notpipe.datasets import dataset_dir, resolve_datasets
-from notpipe.prepare import prepare
+from notpipe.data.datasets import dataset_dir, resolve_datasets
+from notpipe.data.prepare import prepare
 from notpipe.stage import entry
 
 

@@ -28,4 +28,4 @@ def _parser():
 if __name__ == "__main__":
     smk = globals().get("snakemake")
     entry(main, _parser(), lambda s: dict(steps=list(s.input), curve=s.output.curve,
-                                           metrics=s.output.metrics), smk)
+                                           metrics=s.output.metrics), smk, torch_threads=False)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from notpipe import evaluate
 from notpipe.config import load_config
-from notpipe.images import pick_device
 from notpipe.paths import Layout, fid_tag
 from notpipe.stage import entry
+from notpipe.train import pick_device
 
 
 def main(dataset: str, size: int, data_dir: str, out: str, ev: dict, gpu: bool = True) -> None:

@@ -12,9 +12,9 @@ import numpy as np
 
 from notpipe import evaluate
 from notpipe.config import load_config
-from notpipe.images import pick_device
 from notpipe.paths import Layout, fid_tag
 from notpipe.stage import entry
+from notpipe.train import pick_device
 
 
 def main(snapshot: str, ref: str, out: str, data_dir: str, ev: dict, gpu: bool = True,

@@ -31,4 +31,4 @@ def _parser():
 if __name__ == "__main__":
     smk = globals().get("snakemake")
     entry(main if smk else _cli_main, _parser(), lambda s: dict(
-        metrics=list(s.input.metrics), runs=s.params.runs, published=s.input.published, out=s.output[0]), smk)
+        metrics=list(s.input.metrics), runs=s.params.runs, published=s.input.published, out=s.output[0]), smk, torch_threads=False)

@@ -18,12 +18,14 @@ import logging
 import sys
 from pathlib import Path
 
+from notpipe.seeds import FIGURE_GRID
+
 # No notpipe.stage.entry (it imports torch, ~2 s): only the grid needs torch.
 log = logging.getLogger("notpipe.image_figure")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 KINDS = ("grid", "losses", "fid_curve", "tradeoff", "throughput")  # image_plots.plot_<kind>
-GRID_SEED = 1234  # noise of the grid's T(x, z_j) draws
+GRID_SEED = FIGURE_GRID  # noise of the grid's T(x, z_j) draws
 N_INPUTS, N_Z = 8, 4
 
 
@@ -35,8 +37,9 @@ def grid_rows(snapshot: str, data_dir: str, n_inputs: int = N_INPUTS, n_z: int =
     import numpy as np
     import torch
 
-    from notpipe import image_plots, images
-    from notpipe.loader import to_float, to_uint8
+    from notpipe import train as images
+    from notpipe.data.loader import to_float, to_uint8
+    from notpipe.figures import images as image_plots
 
     setup, state = images.load_map(snapshot, data_dir, "cpu", expected=expected)
     x_np = np.array(setup.source_test[:n_inputs])
@@ -53,7 +56,7 @@ def main(kind: str, inputs: list[str], out_pdf: str, title: str = "", data_dir: 
     """Read ``inputs`` and write ``out_pdf`` plus the PNG beside it with ``image_plots.plot_<kind>``."""
     import pandas as pd  # here, not at the top, so that --help stays instant
 
-    from notpipe import image_plots
+    from notpipe.figures import images as image_plots
 
     if kind not in KINDS:
         raise ValueError(f"unknown figure kind {kind!r}; expected one of {sorted(KINDS)}")

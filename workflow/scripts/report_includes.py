@@ -31,4 +31,4 @@ def main(config: dict, outputs: list[str], toy_figures: dict, sweep_figures: lis
 if __name__ == "__main__":
     smk = globals()["snakemake"]
     entry(main, None, lambda s: dict(config=s.params.config, outputs=list(s.output), toy_figures=s.params.toy_figures,
-                                     sweep_figures=s.params.sweep_figures, figures_dir=s.params.figures_dir), smk)
+                                     sweep_figures=s.params.sweep_figures, figures_dir=s.params.figures_dir), smk, torch_threads=False)

@@ -15,7 +15,7 @@ EMPTY = {"toy": "No toy experiments in this configuration.\n", "images": "No ima
 def main(kind: str, inputs: list[str], out: str) -> None:
     import pandas as pd
 
-    from notpipe import tables
+    from notpipe.report import tables
 
     if kind not in EMPTY:
         raise ValueError(f"unknown table {kind!r}; expected one of {sorted(EMPTY)}")
@@ -37,4 +37,5 @@ def _parser():
 
 if __name__ == "__main__":
     smk = globals().get("snakemake")
-    entry(main, _parser(), lambda s: dict(kind=s.params.kind, inputs=list(s.input), out=s.output[0]), smk)
+    entry(main, _parser(), lambda s: dict(kind=s.params.kind, inputs=list(s.input), out=s.output[0]), smk,
+          torch_threads=False)

@@ -26,7 +26,7 @@ def main(kind: str, inputs: list[str], out_pdf: str, title: str) -> None:
     import numpy as np  # here, not at the top, so that --help stays instant
     import pandas as pd
 
-    from notpipe import plots
+    from notpipe.figures import toy as plots
 
     if kind not in KINDS:
         raise ValueError(f"unknown figure kind {kind!r}; expected one of {sorted(KINDS)}")

@@ -40,4 +40,4 @@ def _parser():
 if __name__ == "__main__":
     smk = globals().get("snakemake")
     entry(main, _parser(), lambda s: dict(
-        kind=s.params.kind, inputs=list(s.input), out=s.output[0], gammas=s.params.gammas), smk)
+        kind=s.params.kind, inputs=list(s.input), out=s.output[0], gammas=s.params.gammas), smk, torch_threads=False)

@@ -12,7 +12,7 @@ Command line: python workflow/scripts/train.py --config configs/toy.yaml --run s
 import argparse
 from pathlib import Path
 
-from notpipe import images
+from notpipe import train as images
 from notpipe.config import load_config
 from notpipe.paths import Layout
 from notpipe.stage import entry

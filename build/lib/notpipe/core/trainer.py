@@ -1,0 +1,253 @@
+"""The one NOT trainer (Algorithm 1, SGAD) for vectors and images.
+
+Each f-step (``step``) runs ``k_t`` T-steps
+
+    L_T = mean_x C(x, T(x, Z_x)) - mean f(T(x, z))          (T: descend)
+
+then one f-step on a fresh batch
+
+    L_f = mean f(T(x, z).detach()) - mean f(y),  y ~ Q       (f: descend = ascend the dual)
+
+The loop reads like nanoGPT's: fixed order, precision chosen once, no host
+synchronisation on the hot path. Per-step losses go into a device buffer that is
+read once every ``log_every`` steps; that read also checks for NaN/inf and names
+the first bad step. Checkpoints happen only at log boundaries, after that check,
+so a non-finite run never writes a checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from notpipe.core.checkpoint import rng_state, set_rng_state
+from notpipe.core.costs import Cost, GammaSchedule
+
+Sampler = Callable[[int, torch.Generator], torch.Tensor]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN/inf; the message names the step."""
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    """The original module of a ``torch.compile``'d one (state dicts without ``_orig_mod.``)."""
+    return getattr(module, "_orig_mod", module)
+
+
+def _set_requires_grad(params, flag: bool) -> None:
+    for p in params:
+        p.requires_grad_(flag)
+
+
+class NOTTrainer:
+    """SGAD for Neural Optimal Transport on tensors of any shape.
+
+    Parameters
+    ----------
+    T, f : nn.Module
+        Map ``T(x)`` / ``T(x, z)`` and potential ``f(y) -> (B,)``.
+    cost : Cost
+        Strong, weak or kernel cost; ``cost.z_size`` draws of z per input.
+    sample_p, sample_q : callable ``(n, generator) -> tensor``
+        Samplers of the input and target distributions.
+    opt_t, opt_f : optimiser-like (``zero_grad``, ``step``, ``state_dict``, ``param_groups``)
+    noise : callable ``(n, generator, device) -> z`` or None
+        Noise of stochastic maps (None: deterministic map).
+    k_t, batch : int
+        T-steps per f-step; inputs per batch.
+    gamma_schedule : GammaSchedule, optional
+        γ as a function of the f-step (default: constant ``cost.gamma_max``).
+    generator : torch.Generator
+        The only source of randomness for sampling; its state is checkpointed.
+    autocast_dtype : torch.dtype, optional
+        e.g. ``torch.bfloat16`` for mixed precision on CUDA.
+    """
+
+    def __init__(self, T: nn.Module, f: nn.Module, cost: Cost, sample_p: Sampler, sample_q: Sampler,
+                 opt_t, opt_f, *, noise=None, k_t: int = 10, batch: int = 64,
+                 gamma_schedule: GammaSchedule | None = None, generator: torch.Generator | None = None,
+                 device: str | torch.device = "cpu", sched_t=None, sched_f=None,
+                 autocast_dtype: torch.dtype | None = None, log_every: int = 100,
+                 grad_norms: bool = False):
+        if cost.stochastic and noise is None:
+            raise ValueError(f"{cost.name} cost draws {cost.z_size} samples per input: a noise sampler is required")
+        self.T, self.f, self.cost = T, f, cost
+        self.sample_p, self.sample_q, self.noise = sample_p, sample_q, noise
+        self.opt_t, self.opt_f, self.sched_t, self.sched_f = opt_t, opt_f, sched_t, sched_f
+        self.k_t, self.batch, self.log_every = int(k_t), int(batch), int(log_every)
+        self.gamma = gamma_schedule or GammaSchedule(cost.gamma_max)
+        self.generator = generator or torch.Generator().manual_seed(0)
+        self.device = torch.device(device)
+        self.ctx = (torch.autocast(self.device.type, dtype=autocast_dtype)
+                    if autocast_dtype is not None else nullcontext())
+        self.f_params = [p for p in f.parameters()]
+        self.t_params = [p for p in T.parameters()]
+        self.grad_norms = bool(grad_norms)
+        self.step = 0  # completed f-steps
+        self.elapsed = 0.0  # training seconds, summed over resumes
+        self.history: list[dict] = []  # one row per log interval
+        # rows: T loss (mean over k_t), f loss, cost term (mean over k_t),
+        # grad norm of T (last T-step) and of f (only filled when grad_norms)
+        self._buf = torch.zeros(5, self.log_every, device=self.device)
+
+    # ------------------------------------------------------------------ pieces
+    def _draw(self, sampler: Sampler, n: int) -> torch.Tensor:
+        return sampler(n, self.generator).to(self.device, non_blocking=True)
+
+    def push(self, x: torch.Tensor, z_per_x: int = 1) -> torch.Tensor:
+        """``T(x, z)`` for ``z_per_x`` fresh draws per input: shape ``(B, Z, *shape)``."""
+        b = x.shape[0]
+        if self.noise is None:
+            return self.T(x).unsqueeze(1)
+        xr = x.repeat_interleave(z_per_x, dim=0) if z_per_x > 1 else x
+        z = self.noise(b * z_per_x, self.generator, self.device)
+        y = self.T(xr, z)
+        return y.view(b, z_per_x, *y.shape[1:])
+
+    @staticmethod
+    def _grad_norm(params) -> torch.Tensor:
+        """Global L2 norm of the gradients (device tensor, no host sync)."""
+        grads = [p.grad for p in params if p.grad is not None]
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads \
+            else torch.zeros(())
+
+    def _t_step(self, x: torch.Tensor, gamma: float, accs: tuple[torch.Tensor, torch.Tensor],
+                norm_slot: int | None = None) -> None:
+        with self.ctx:
+            ys = self.push(x, self.cost.z_size)
+            cost = self.cost.batch_mean(x, ys.float(), gamma)
+            loss = cost - self.f(ys.flatten(0, 1)).float().mean()
+        self.opt_t.zero_grad(set_to_none=False)
+        loss.backward()
+        if norm_slot is not None:
+            self._buf[3, norm_slot] = self._grad_norm(self.t_params)
+        self.opt_t.step()
+        acc_loss, acc_cost = accs
+        acc_loss.add_(loss.detach())
+        acc_cost.add_(cost.detach())
+
+    def _f_step(self, x: torch.Tensor, y: torch.Tensor, slot: int) -> None:
+        with torch.no_grad(), self.ctx:
+            tx = self.push(x, 1).flatten(0, 1)
+        with self.ctx:
+            loss = self.f(tx).float().mean() - self.f(y).float().mean()
+        self.opt_f.zero_grad(set_to_none=False)
+        loss.backward()
+        if self.grad_norms:
+            self._buf[4, slot] = self._grad_norm(self.f_params)
+        self.opt_f.step()
+        self._buf[1, slot] = loss.detach()
+
+    def train_step(self) -> None:
+        """One f-step: ``k_t`` T-steps then one f-step (no host sync)."""
+        slot = self.step % self.log_every
+        self._buf[:, slot] = 0
+        gamma = self.gamma(self.step)
+        self.T.train()
+        self.f.train()
+        _set_requires_grad(self.f_params, False)
+        # all k_t input batches in one draw; sums of the T losses/costs (divided at flush)
+        xs = self._draw(self.sample_p, self.batch * self.k_t).split(self.batch)
+        accs = (self._buf[0, slot], self._buf[2, slot])
+        for i, x in enumerate(xs):
+            last = self.grad_norms and i == len(xs) - 1
+            self._t_step(x, gamma, accs, slot if last else None)
+        _set_requires_grad(self.f_params, True)
+        self._f_step(self._draw(self.sample_p, self.batch), self._draw(self.sample_q, self.batch), slot)
+        if self.sched_t is not None:
+            self.sched_t.step()
+        if self.sched_f is not None:
+            self.sched_f.step()
+        self.step += 1
+
+    def _flush(self, n: int, seconds: float) -> dict:
+        """Read the last ``n`` steps' losses (one host sync); raise on NaN/inf."""
+        # the slots of the last n steps (a run may start off a log boundary after a resume)
+        idx = torch.arange(self.step - n, self.step, device=self._buf.device) % self.log_every
+        vals = self._buf[:, idx].double().cpu()
+        vals[[0, 2]] /= self.k_t  # sums over the k_t T-steps -> means
+        finite = torch.isfinite(vals[:3]).all(0)
+        if not bool(finite.all()):
+            first = int((~finite).nonzero()[0])
+            bad = self.step - n + first + 1
+            t_l, f_l = float(vals[0, first]), float(vals[1, first])
+            raise NonFiniteLossError(
+                f"non-finite loss at f-step {bad} (T loss {t_l}, f loss {f_l}); stopping. "
+                "No checkpoint was written after the last good one.")
+        row = {"step": self.step, "loss_t": float(vals[0].mean()), "loss_f": float(vals[1].mean()),
+               "cost": float(vals[2].mean()), "gamma": self.gamma(self.step - 1),
+               "lr_t": self.opt_t.param_groups[0]["lr"], "lr_f": self.opt_f.param_groups[0]["lr"],
+               "wall_s": self.elapsed, "steps_per_s": n / max(seconds, 1e-9)}
+        if self.grad_norms:
+            row["grad_norm_t"], row["grad_norm_f"] = float(vals[3].mean()), float(vals[4].mean())
+        self.history.append(row)
+        return row
+
+    def params_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for m in (self.T, self.f) for p in m.parameters())
+
+    # ------------------------------------------------------------------ loop
+    def run(self, steps: int, *, on_log: Callable[[dict], None] | None = None,
+            on_checkpoint: Callable[["NOTTrainer"], None] | None = None,
+            checkpoint_every: int = 0, progress: bool = True, desc: str = "NOT") -> list[dict]:
+        """Train until ``steps`` f-steps are done (continuing from ``self.step``)."""
+        if checkpoint_every % self.log_every:
+            raise ValueError("checkpoint_every must be a multiple of log_every")
+        bar = tqdm(total=steps, initial=self.step, desc=desc, disable=not progress,
+                   mininterval=1.0, unit="step", dynamic_ncols=True)
+        tick = time.perf_counter()
+        since = 0
+        while self.step < steps:
+            self.train_step()
+            since += 1
+            if self.step % self.log_every == 0 or self.step == steps:
+                now = time.perf_counter()
+                self.elapsed += now - tick
+                row = self._flush(since, now - tick)
+                bar.update(since)
+                bar.set_postfix(loss_t=f"{row['loss_t']:.3g}", loss_f=f"{row['loss_f']:.3g}",
+                                refresh=False)
+                if on_log:
+                    on_log(row)
+                if on_checkpoint and checkpoint_every and (
+                        self.step % checkpoint_every == 0 or self.step == steps):
+                    if not self.params_finite():
+                        raise NonFiniteLossError(f"non-finite parameters at f-step {self.step}; "
+                                                 "checkpoint not written")
+                    on_checkpoint(self)
+                since = 0
+                tick = time.perf_counter()
+        bar.close()
+        return self.history
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step, "elapsed": self.elapsed, "history": list(self.history),
+            "T": _unwrap(self.T).state_dict(), "f": _unwrap(self.f).state_dict(),
+            "opt_t": self.opt_t.state_dict(), "opt_f": self.opt_f.state_dict(),
+            "sched_t": self.sched_t.state_dict() if self.sched_t is not None else None,
+            "sched_f": self.sched_f.state_dict() if self.sched_f is not None else None,
+            "gamma": {"gamma_max": self.gamma.gamma_max, "warmup": self.gamma.warmup},
+            "generator": self.generator.get_state(), "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        _unwrap(self.T).load_state_dict(state["T"])
+        _unwrap(self.f).load_state_dict(state["f"])
+        self.opt_t.load_state_dict(state["opt_t"])
+        self.opt_f.load_state_dict(state["opt_f"])
+        if self.sched_t is not None and state.get("sched_t") is not None:
+            self.sched_t.load_state_dict(state["sched_t"])
+        if self.sched_f is not None and state.get("sched_f") is not None:
+            self.sched_f.load_state_dict(state["sched_f"])
+        self.generator.set_state(state["generator"])
+        set_rng_state(state["rng"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.history = list(state["history"])

@@ -1,0 +1,136 @@
+"""Registry of the papers' data sets and the resolution of config entries.
+
+Every entry says where the data comes from (``url`` to download, or ``path`` of a
+local archive/directory when the source cannot be downloaded by a script), its
+``format``, optional ``sha256``, the ``crop`` rule and the domain pairs that use
+it. The config's ``datasets:`` block adds entries or overrides fields of these
+defaults (one level deep), so a new data set needs config only::
+
+    datasets:
+      my_set:
+        url: https://host/x.zip        # or path: /local/x.zip (or a directory)
+        format: image_folder_zip
+        sha256: null
+        crop: center
+
+Local-only sources default to ``{data_dir}/raw/<file>``; a missing one fails with
+one line naming the file to fetch, where from, and where to put it.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from urllib.parse import urlparse
+
+FORMATS = ("igan_hdf5_zip", "image_folder_zip", "image_folder_tar", "image_folder", "celeba",
+           "torchvision", "shapes")
+
+_IGAN = "http://efrosgans.eecs.berkeley.edu/iGAN/datasets/{}_128.zip"
+_CELEBA_NOTE = ("CelebA aligned images and attributes from "
+                "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Google Drive: "
+                "Img/img_align_celeba.zip, Anno/list_attr_celeba.txt)")
+
+#: the papers' data sets (docs/datasets.md#sources-and-formats); sizes are of the archives
+DEFAULT_DATASETS: dict[str, dict] = {
+    "handbag": {"url": _IGAN.format("handbag"), "format": "igan_hdf5_zip", "size_bytes": 2.8e9,
+                "crop": "none", "pairs": ["handbag->shoes", "shoes->handbag"]},
+    "shoes": {"url": _IGAN.format("shoes"), "format": "igan_hdf5_zip", "size_bytes": 9.22e8,
+              "crop": "none", "pairs": ["handbag->shoes", "shoes->handbag", "textures->shoes"]},
+    "outdoor": {"url": _IGAN.format("outdoor"), "format": "igan_hdf5_zip", "size_bytes": 5.5e9,
+                "crop": "none", "pairs": ["outdoor->church"]},
+    "church": {"url": _IGAN.format("church"), "format": "igan_hdf5_zip", "size_bytes": 4.6e9,
+               "crop": "none", "pairs": ["outdoor->church"]},
+    "celeba_male": {"path": ["img_align_celeba.zip", "list_attr_celeba.txt"], "format": "celeba",
+                    "filter": {"attribute": "Male", "value": 1}, "crop": "center",
+                    "size_bytes": 1.44e9, "note": _CELEBA_NOTE, "pairs": ["celeba_male->celeba_female"]},
+    "celeba_female": {"path": ["img_align_celeba.zip", "list_attr_celeba.txt"], "format": "celeba",
+                      "filter": {"attribute": "Male", "value": -1}, "crop": "center",
+                      "size_bytes": 1.44e9, "note": _CELEBA_NOTE,
+                      "pairs": ["celeba_male->celeba_female", "anime->celeba_female"]},
+    "anime": {"path": "anime_faces.zip", "format": "image_folder_zip", "pre_resize": 512,
+              "crop": [114, 128, 256, 256], "size_bytes": 1.05e11,
+              "note": ("aligned anime faces (Kaggle 'another anime face dataset' at 512 px); "
+                       "authors' crop: resize 512, 256-px box offset (0, -14), resize"),
+              "pairs": ["anime->celeba_female"]},
+    "textures": {"url": "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz",
+                 "format": "image_folder_tar", "crop": "center", "size_bytes": 6.25e8,
+                 "split": "random", "split_seed": 0, "pairs": ["textures->shoes"]},
+    "cartoon": {"path": "cartoonset100k.tgz", "format": "image_folder_tar", "crop": "center",
+                "size_bytes": 4.5e9, "pairs": ["celeba->cartoon"],
+                "note": "CartoonSet100K from https://google.github.io/cartoonset/download.html"},
+    "mnist": {"torchvision": "MNIST", "format": "torchvision", "crop": "none", "pairs": ["mnist->kmnist"]},
+    "kmnist": {"torchvision": "KMNIST", "format": "torchvision", "crop": "none", "pairs": ["mnist->kmnist"]},
+    "shapes_circles": {"format": "shapes", "shape": "circle", "n": 6000, "seed": 0, "crop": "none",
+                       "pairs": ["shapes_circles->shapes_squares"]},
+    "shapes_squares": {"format": "shapes", "shape": "square", "n": 6000, "seed": 1, "crop": "none",
+                       "pairs": ["shapes_circles->shapes_squares"]},
+}
+
+DATASET_DEFAULTS = {"sha256": None, "crop": "center", "pre_resize": None, "split": "tail",
+                    "test_fraction": 0.1, "split_seed": 0, "limit": None, "hdf5_key": "imgs",
+                    "note": None, "pairs": []}
+
+
+class DatasetError(ValueError):
+    """A data set entry is incomplete or its local source is missing."""
+
+
+def _listify(v) -> list:
+    return [] if v is None else list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def resolve_datasets(user: dict | None = None) -> dict[str, dict]:
+    """Built-in registry updated with the config's ``datasets`` block (one level deep)."""
+    out = copy.deepcopy(DEFAULT_DATASETS)
+    for name, spec in (user or {}).items():
+        base = out.get(name, {})
+        if "url" in spec or "path" in spec:  # a new source replaces both source keys
+            base = {k: v for k, v in base.items() if k not in ("url", "path", "sha256")}
+        out[name] = {**base, **copy.deepcopy(spec)}
+    for name, spec in out.items():
+        for k, v in DATASET_DEFAULTS.items():
+            spec.setdefault(k, copy.deepcopy(v))
+        fmt = spec.get("format")
+        if fmt not in FORMATS:
+            raise DatasetError(f"datasets.{name}.format: {fmt!r} is not allowed; allowed values: "
+                               f"{', '.join(FORMATS)}")
+        if fmt not in ("shapes", "torchvision") and not (spec.get("url") or spec.get("path")):
+            raise DatasetError(f"datasets.{name}: give 'url' (to download) or 'path' (local file)")
+    return out
+
+
+def file_name(source: str) -> str:
+    """File name of a URL or path (query strings dropped)."""
+    return Path(urlparse(source).path).name or "download"
+
+
+def sources(spec: dict, raw_dir: str | Path) -> list[dict]:
+    """The input files of one data set: ``[{url, path, sha256}]``.
+
+    Downloads go to ``raw_dir/<file name>``; relative local paths are taken
+    inside ``raw_dir`` (absolute ones and ``~`` as given).
+    """
+    raw_dir = Path(raw_dir)
+    shas = _listify(spec.get("sha256"))
+    out = []
+    if spec.get("path"):
+        for i, p in enumerate(_listify(spec["path"])):
+            path = Path(str(p)).expanduser()
+            out.append({"url": None, "path": path if path.is_absolute() else raw_dir / path,
+                        "sha256": shas[i] if i < len(shas) else None})
+    else:
+        for i, u in enumerate(_listify(spec.get("url"))):
+            out.append({"url": u, "path": raw_dir / file_name(u),
+                        "sha256": shas[i] if i < len(shas) else None})
+    return out
+
+
+def missing_local_message(name: str, spec: dict, path: Path) -> str:
+    where = spec.get("note") or "the data set's home page"
+    return (f"data set '{name}': {path} not found. Fetch '{path.name}' ({where}) and put it at "
+            f"{path} (or set datasets.{name}.path in the config)")
+
+
+def dataset_dir(data_dir: str | Path, name: str, size: int) -> Path:
+    return Path(data_dir) / f"{name}_{size}"

@@ -1,0 +1,302 @@
+"""Resumable, verified downloads of data set archives.
+
+:func:`fetch` downloads one http(s) URL to ``dest``:
+
+* An existing ``dest`` is only verified, with no network access. With
+  ``offline=True`` a missing ``dest`` is an error that names the URL to fetch
+  and the exact path to put the file at.
+* The data is streamed chunk by chunk to ``dest.part`` behind a tqdm progress
+  bar. A ``.part`` left by a killed run or a dropped connection is resumed with
+  ``Range: bytes=N-``. A server that ignores ranges (answers ``200``) makes the
+  download restart from byte 0; ``416`` for an already complete part counts as done.
+* Connection errors, timeouts, short reads, 5xx, 408 and 429 are retried after
+  ``backoff * 2**attempt`` seconds, each retry resuming from the ``.part`` file.
+  The attempt count starts over whenever an attempt made progress. Any other 4xx
+  fails at once.
+* A finished file that is an HTML page (``Content-Type: text/html``, or starting
+  with ``<!DOCTYPE html`` / ``<html``) is moved aside to ``dest.bad``. So is a
+  file whose sha256 differs from ``sha256`` or from the entry in the
+  ``checksums`` JSON file (``{file name: sha256}``). In both cases
+  :class:`DownloadError` says why. A file name not yet in ``checksums`` has its
+  sha256 recorded (trust on first use).
+* On success ``dest.part`` is ``os.replace``'d onto ``dest``, so ``dest`` only
+  ever names a complete, verified file.
+
+:func:`resolve_local` is the counterpart for files that the user puts in place by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tqdm import tqdm
+
+from notpipe.io import sha256_file, write_json  # noqa: F401  (sha256_file: part of this API)
+
+log = logging.getLogger(__name__)
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_UNSATISFIED = re.compile(r"bytes\s+\*/(\d+)")
+_RETRY_HTTP = {408, 429}  # 4xx codes that are transient
+_NET_ERRORS = (OSError, http.client.HTTPException)  # URLError, timeouts, resets, bad status
+_HTTP_WHAT = {401: "login required", 403: "access denied", 404: "not found", 410: "gone"}
+
+
+class DownloadError(RuntimeError):
+    """A download or its verification failed; the message says what to do."""
+
+
+class _Retry(Exception):
+    """A transient failure: try again, resuming from the ``.part`` file."""
+
+
+def resolve_local(path: str | Path, what: str) -> Path:
+    """Return the local file ``path`` (a plain path or ``file://`` URL) if it exists.
+
+    Raises
+    ------
+    DownloadError
+        If it does not exist. The one-line message says where to put it.
+    """
+    s = str(path)
+    if s.startswith("file://"):
+        s = urllib.request.url2pathname(urlparse(s).path)
+    p = Path(s)
+    if p.exists():
+        return p
+    raise DownloadError(f"{what} not found at {p}: place the file there (see README 'Data sets')")
+
+
+def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
+          checksums: str | Path | None = None, offline: bool = False,
+          retries: int = 5, backoff: float = 1.0, timeout: float = 60.0,
+          progress: bool = True, chunk_size: int = 1 << 20) -> Path:
+    """Download ``url`` to ``dest`` (resumable, retried, verified) and return ``dest``.
+
+    Parameters
+    ----------
+    url : str
+        http(s) URL of the file.
+    dest : str or Path
+        Final path. ``dest.part`` holds the partial download and ``dest.bad``
+        holds a rejected file.
+    sha256 : str, optional
+        Expected hex digest.
+    checksums : str or Path, optional
+        JSON file ``{file name: sha256}``. A recorded entry is checked. A missing
+        entry is added.
+    offline : bool
+        Never touch the network. A missing ``dest`` is an error.
+    retries, backoff : int, float
+        Transient failures are retried ``retries`` times in a row, sleeping
+        ``backoff * 2**attempt`` seconds between attempts.
+    timeout : float
+        Socket timeout in seconds for connecting and for each read.
+    progress : bool
+        Show a tqdm progress bar.
+    chunk_size : int
+        Bytes read and written per step.
+
+    Raises
+    ------
+    DownloadError
+        With one message that says what failed, where any file was kept and what to do.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        _verify(dest, dest, url, sha256, checksums)
+        return dest
+    if offline:
+        where = dest.absolute()
+        raise DownloadError(f"offline mode and {where} is missing: download {url} "
+                            f"and put the file at {where}")
+    if urlparse(url).scheme not in ("http", "https"):
+        raise DownloadError(f"cannot download {url}: only http(s) URLs are fetched; "
+                            "use resolve_local() for local files")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = _sibling(dest, ".part")
+    attempt = 0
+    while True:
+        before = _size(part)
+        try:
+            content_type = _download_once(url, part, dest, timeout, progress, chunk_size)
+            break
+        except _Retry as e:
+            if _size(part) > before:
+                attempt = 0  # progress was made: a flaky line, not a dead server
+            if attempt >= retries:
+                kept = (f"the {_size(part)} bytes received so far are kept in {part}: re-run "
+                        "to resume" if _size(part) else "nothing was received: re-run later")
+                raise DownloadError(f"download of {url} failed {attempt + 1} times in a row "
+                                    f"(last: {e}); {kept}, or download the file by hand and "
+                                    f"put it at {dest}") from e
+            wait = backoff * 2 ** attempt
+            log.warning("%s: %s; retrying in %.2f s from byte %d", url, e, wait, _size(part))
+            time.sleep(wait)
+            attempt += 1
+    if _looks_like_html(part, content_type):
+        bad = _set_aside(part, dest)
+        raise DownloadError(
+            f"download of {url} returned an HTML web page (e.g. a login, quota or "
+            f"virus-scan page) instead of the archive; it was kept at {bad}: download "
+            f"the file in a browser and put it at {dest}")
+    digest = _verify(part, dest, url, sha256, checksums)
+    os.replace(part, dest)
+    log.info("downloaded %s (%d bytes, sha256 %s)", dest, dest.stat().st_size, digest)
+    return dest
+
+
+def _download_once(url: str, part: Path, dest: Path, timeout: float, progress: bool,
+                   chunk_size: int) -> str | None:
+    """Make one request that appends to ``part``. Return the Content-Type or raise ``_Retry``."""
+    have = _size(part)
+    headers = {"User-Agent": "notpipe-download", "Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                      timeout=timeout)
+    except urllib.error.HTTPError as e:
+        with e:
+            return _http_error(e, url, part, dest, have)
+    except _NET_ERRORS as e:
+        raise _Retry(f"connection failed: {e}") from e
+    with resp:
+        if resp.status == 206:
+            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+            if m is None or int(m[1]) != have:
+                part.unlink(missing_ok=True)
+                raise _Retry(f"server sent range {resp.headers.get('Content-Range')!r} "
+                             f"for bytes={have}-; restarting from byte 0")
+            total = None if m[3] == "*" else int(m[3])
+        elif resp.status == 200:
+            if have:
+                log.warning("%s: server ignores Range requests; restarting from byte 0", url)
+            have = 0
+            length = resp.headers.get("Content-Length", "")
+            total = int(length) if length.isdigit() else None
+        else:
+            raise DownloadError(f"download of {url} failed: unexpected HTTP {resp.status}")
+        with open(part, "ab" if have else "wb") as f, \
+                tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                     desc=dest.name, disable=not progress) as bar:
+            while True:
+                try:
+                    chunk = resp.read(chunk_size)
+                except _NET_ERRORS as e:
+                    raise _Retry(f"connection dropped: {e!r}") from e
+                if not chunk:
+                    break
+                f.write(chunk)
+                bar.update(len(chunk))
+            f.flush()
+            os.fsync(f.fileno())
+        content_type = resp.headers.get("Content-Type")
+    size = _size(part)
+    if total is not None and size != total:
+        if size > total:
+            part.unlink()
+            raise _Retry(f"got {size} bytes but expected {total}; restarting from byte 0")
+        raise _Retry(f"connection dropped after {size} of {total} bytes")
+    return content_type
+
+
+def _http_error(e: urllib.error.HTTPError, url: str, part: Path, dest: Path,
+                have: int) -> None:
+    """Handle an HTTP error status: 416 may mean done, else ``_Retry`` or ``DownloadError``."""
+    if e.code == 416 and have:
+        m = _UNSATISFIED.match(e.headers.get("Content-Range", "") if e.headers else "")
+        if m is None or int(m[1]) == have:
+            return None  # the part is already complete; the checksum has the final say
+        part.unlink()
+        raise _Retry(f"server refused resume at byte {have} (file has {m[1]} bytes); "
+                     "restarting from byte 0")
+    if e.code >= 500 or e.code in _RETRY_HTTP:
+        raise _Retry(f"HTTP {e.code} {e.reason}")
+    what = _HTTP_WHAT.get(e.code, e.reason)
+    raise DownloadError(f"download of {url} failed: {what} (HTTP {e.code}); check the URL, "
+                        f"or download the file by hand and put it at {dest}")
+
+
+def _verify(path: Path, dest: Path, url: str, sha256: str | None,
+            checksums: str | Path | None) -> str:
+    """Check ``path`` against ``sha256`` and the recorded checksum, record if new, return digest."""
+    got = sha256_file(path)
+    table = _load_checksums(checksums) if checksums is not None else {}
+    recorded = table.get(dest.name)
+    for expected, source in ((sha256, "expected"), (recorded, f"recorded in {checksums}")):
+        if expected is not None and got != expected.strip().lower():
+            bad = _set_aside(path, dest)
+            raise DownloadError(
+                f"sha256 mismatch for {dest.name} from {url}: {source} {expected}, got {got}; "
+                f"the file was kept at {bad}: delete it and re-run to download again, "
+                "or fix the checksum if the upstream file has legitimately changed")
+    if checksums is not None and recorded is None:
+        with _locked(Path(checksums)):  # parallel download jobs share the file
+            table = _load_checksums(checksums)
+            table.setdefault(dest.name, got)
+            write_json(Path(checksums), table)
+        log.info("recorded sha256 %s for %s in %s", got, dest.name, checksums)
+    return got
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Exclusive advisory lock on ``path.lock`` (POSIX) for read-modify-write of ``path``."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _load_checksums(path: str | Path) -> dict[str, str]:
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        table = json.loads(path.read_text())
+    except ValueError as e:
+        raise DownloadError(f"{path} is not valid JSON ({e}): fix or delete it") from e
+    if not isinstance(table, dict):
+        raise DownloadError(f"{path} must hold a JSON object {{file name: sha256}}")
+    return table
+
+
+def _looks_like_html(path: Path, content_type: str | None) -> bool:
+    if content_type and content_type.split(";")[0].strip().lower() == "text/html":
+        return True
+    with open(path, "rb") as f:
+        head = f.read(1024).lstrip(b" \t\r\n\x0c\xef\xbb\xbf").lower()
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
+def _set_aside(path: Path, dest: Path) -> Path:
+    bad = _sibling(dest, ".bad")
+    os.replace(path, bad)
+    return bad
+
+
+def _sibling(dest: Path, suffix: str) -> Path:
+    return dest.with_name(dest.name + suffix)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

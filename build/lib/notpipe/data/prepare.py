@@ -1,0 +1,331 @@
+"""Preprocess one data set: decode, crop, resize, split, store as uint8 NHWC ``.npy``.
+
+``prepare(name, spec, size, out_dir, raw_dir)`` reads the source in *source
+order* (sorted member names of an archive or folder, array order of an hdf5
+file), decodes every image in parallel workers (grayscale -> RGB, RGBA/LA/P with
+transparency composited on white), applies the registry's crop, resizes to
+``size`` x ``size`` (PIL bilinear, antialiased when shrinking), skips and lists
+corrupt or truncated images, splits train/test deterministically and writes::
+
+    {out_dir}/train.npy, test.npy     uint8 (N, size, size, 3), memory-mappable
+    {out_dir}/attributes.csv          (synthetic shapes only)
+    {out_dir}/manifest.json           written last: the stage's success marker
+
+The same inputs always give byte-identical outputs (no timestamps, no absolute
+paths, sorted JSON keys).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import multiprocessing as mp
+import re
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from notpipe import __version__
+from notpipe.data import shapes
+from notpipe.data.datasets import (
+    DatasetError,
+    file_name,
+    missing_local_message,
+    sources,
+)
+from notpipe.io import atomic_path, sha256_file, write_json
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+class PrepareError(RuntimeError):
+    """Too many bad images, or an unreadable source."""
+
+
+# ----------------------------------------------------------------- per image
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB image; transparent pixels are composited on white."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def crop_resize(img: Image.Image, crop, size: int, pre_resize: int | None = None) -> np.ndarray:
+    """Apply ``pre_resize`` (square), the crop rule and the final resize; uint8 HWC."""
+    if pre_resize:
+        img = img.resize((pre_resize, pre_resize), Image.Resampling.BILINEAR)
+    w, h = img.size
+    if crop == "center":
+        s = min(w, h)
+        left, top = (w - s) // 2, (h - s) // 2
+        img = img.crop((left, top, left + s, top + s))
+    elif isinstance(crop, (list, tuple)):
+        top, left, ch, cw = (int(v) for v in crop)
+        if top < 0 or left < 0 or top + ch > h or left + cw > w:
+            raise ValueError(f"crop box {list(crop)} outside the {w}x{h} image")
+        img = img.crop((left, top, left + cw, top + ch))
+    elif crop != "none":
+        raise ValueError(f"unknown crop {crop!r}; allowed: center, none, [top, left, height, width]")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def process(item: tuple, crop, size: int, pre_resize: int | None) -> tuple[np.ndarray | None, str | None]:
+    """Decode + crop + resize one ``(key, bytes | array)``; ``(None, reason)`` if unusable."""
+    _, payload = item
+    try:
+        if isinstance(payload, np.ndarray):
+            arr = payload if payload.ndim == 3 else payload[..., None]
+            if _is_ready(arr, size) and crop == "none" and not pre_resize:
+                return np.ascontiguousarray(arr, dtype=np.uint8), None
+            img = Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr)
+        else:
+            img = Image.open(io.BytesIO(payload))
+            img.load()  # truncated files raise here
+        return crop_resize(to_rgb(img), crop, size, pre_resize), None
+    except Exception as err:  # noqa: BLE001 - any decoding problem means: skip and count
+        # no object addresses in the reason: manifests must be byte-identical across runs
+        return None, re.sub(r" at 0x[0-9a-f]+", "", f"{type(err).__name__}: {err}")
+
+
+def _is_ready(payload, size: int) -> bool:
+    return isinstance(payload, np.ndarray) and payload.shape == (size, size, 3)
+
+
+def _work(args):
+    return process(*args)
+
+
+# ----------------------------------------------------------------- readers
+def _is_image(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_EXTS and "__MACOSX" not in name \
+        and not Path(name).name.startswith(".")
+
+
+def _read_zip_images(path: Path, keep=None) -> tuple[int, Iterator]:
+    zf = zipfile.ZipFile(path)
+    names = sorted(n for n in zf.namelist() if _is_image(n) and (keep is None or Path(n).name in keep))
+
+    def gen():
+        with zf:
+            for n in names:
+                yield n, zf.read(n)
+    return len(names), gen()
+
+
+def _read_folder(path: Path) -> tuple[int, Iterator]:
+    files = sorted(p for p in path.rglob("*") if p.is_file() and _is_image(str(p.relative_to(path))))
+    return len(files), ((str(p.relative_to(path)), p.read_bytes()) for p in files)
+
+
+def _read_hdf5_zip(path: Path, key: str, tmp: Path) -> tuple[int, Iterator]:
+    import h5py
+
+    with zipfile.ZipFile(path) as zf:
+        members = [n for n in zf.namelist() if n.endswith((".hdf5", ".h5"))]
+        if not members:
+            raise PrepareError(f"{path.name}: no .hdf5 file inside the zip (iGAN format expected)")
+        tmp.mkdir(parents=True, exist_ok=True)
+        h5path = Path(zf.extract(members[0], tmp))
+    fh = h5py.File(h5path, "r")
+    if key not in fh:
+        raise PrepareError(f"{path.name}: hdf5 has no key {key!r}; keys: {list(fh)}")
+    data = fh[key]
+
+    def gen(chunk=1024):
+        with fh:
+            for start in range(0, len(data), chunk):
+                block = data[start:start + chunk]
+                for i, arr in enumerate(block):
+                    yield str(start + i), arr
+    return len(data), gen()
+
+
+def _read_celeba(paths: list[Path], filt: dict | None) -> tuple[int, Iterator]:
+    archive, attr_file = paths
+    lines = attr_file.read_text().splitlines()
+    header = lines[1].split()
+    keep = None
+    if filt:
+        if filt["attribute"] not in header:
+            raise PrepareError(f"{attr_file.name}: no attribute {filt['attribute']!r}")
+        col = header.index(filt["attribute"]) + 1  # first field of a row is the file name
+        keep = {row.split()[0] for row in lines[2:] if row.strip()
+                and int(row.split()[col]) == int(filt["value"])}
+    if archive.is_dir():
+        n, it = _read_folder(archive)
+        items = [(k, b) for k, b in it if keep is None or Path(k).name in keep]
+        return len(items), iter(items)
+    return _read_zip_images(archive, keep)
+
+
+def _read_torchvision(name: str, raw_dir: Path, offline: bool) -> tuple[int, Iterator]:
+    import torchvision
+
+    cls = getattr(torchvision.datasets, name, None)
+    if cls is None:
+        raise DatasetError(f"torchvision has no data set {name!r}")
+    root = raw_dir / "torchvision"
+    try:
+        parts = [cls(root=str(root), train=t, download=not offline) for t in (True, False)]
+    except RuntimeError as err:
+        raise DatasetError(f"torchvision {name} not found under {root} and data.offline is set: "
+                           f"download it once with network access ({err})") from None
+    arrays = [np.asarray(p.data) for p in parts]  # train then test, in their order
+    data = np.concatenate(arrays)
+    return len(data), ((str(i), a) for i, a in enumerate(data))
+
+
+# ----------------------------------------------------------------- split / store
+def split_indices(n: int, rule: str, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train/test indices: ``tail`` = last ``test_fraction`` in source order (authors);
+    ``random`` = a seeded random subset (each part kept in source order)."""
+    n_train = int(n * (1 - test_fraction))
+    if rule == "tail":
+        idx = np.arange(n)
+    elif rule == "random":
+        idx = np.random.default_rng(seed).permutation(n)
+    else:
+        raise ValueError(f"unknown split {rule!r}; allowed: tail, random")
+    return np.sort(idx[:n_train]), np.sort(idx[n_train:])
+
+
+def _write_npy(path: Path, src: np.ndarray, idx: np.ndarray, chunk: int = 4096) -> str:
+    """``src[idx]`` as a uint8 ``.npy`` written atomically; its sha256."""
+    with atomic_path(path, suffix=".npy") as part:
+        out = np.lib.format.open_memmap(part, mode="w+", dtype=np.uint8, shape=(len(idx),) + src.shape[1:])
+        for s in range(0, len(idx), chunk):
+            out[s:s + chunk] = src[idx[s:s + chunk]]
+        out.flush()
+        del out
+        digest = sha256_file(part, 1 << 22)
+    return digest
+
+
+# ----------------------------------------------------------------- stage
+def _open_source(name: str, spec: dict, size: int, raw_dir: Path, tmp: Path, offline: bool):
+    fmt = spec["format"]
+    if fmt == "shapes":
+        imgs, attrs = shapes.generate(spec["shape"], int(spec["n"]), size, int(spec["seed"]))
+        return len(imgs), ((str(i), a) for i, a in enumerate(imgs)), attrs, []
+    if fmt == "torchvision":
+        n, it = _read_torchvision(spec["torchvision"], raw_dir, offline)
+        return n, it, None, []
+    files = sources(spec, raw_dir)
+    for f in files:
+        if not f["path"].exists():
+            if f["url"]:
+                raise DatasetError(f"data set '{name}': {f['path']} missing; download it first "
+                                   f"(rule data_download) from {f['url']}")
+            raise DatasetError(missing_local_message(name, spec, f["path"]))
+    paths = [f["path"] for f in files]
+    if fmt == "igan_hdf5_zip":
+        n, it = _read_hdf5_zip(paths[0], spec["hdf5_key"], tmp)
+    elif fmt == "image_folder_zip":
+        n, it = _read_zip_images(paths[0])
+    elif fmt == "image_folder":
+        n, it = _read_folder(paths[0])
+    elif fmt == "image_folder_tar":
+        with tarfile.open(paths[0]) as tf:
+            tf.extractall(tmp / "tar", filter="data")
+        n, it = _read_folder(tmp / "tar")
+    elif fmt == "celeba":
+        if len(paths) != 2:
+            raise DatasetError(f"data set '{name}': celeba needs [images zip or folder, list_attr_celeba.txt]")
+        n, it = _read_celeba(paths, spec.get("filter"))
+    else:
+        raise DatasetError(f"unknown format {fmt!r}")
+    return n, it, None, files
+
+
+def prepare(name: str, spec: dict, size: int, out_dir: str | Path, raw_dir: str | Path, *,
+            threads: int = 1, max_bad_fraction: float = 0.01, offline: bool = False,
+            progress: bool = True) -> dict:
+    """Build ``out_dir/{train,test}.npy`` and ``manifest.json`` for one data set; return the manifest."""
+
+    out_dir, raw_dir = Path(out_dir), Path(raw_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / ".tmp"
+    n, items, attrs, files = _open_source(name, spec, size, raw_dir, tmp, offline)
+    if spec.get("limit"):
+        n = min(n, int(spec["limit"]))
+    if n == 0:
+        raise PrepareError(f"data set '{name}': the source holds no images")
+    crop, pre = spec["crop"], spec.get("pre_resize")
+    tmp.mkdir(parents=True, exist_ok=True)
+    buf = np.lib.format.open_memmap(tmp / "all.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+    ok = np.zeros(n, bool)
+    skipped: list[dict] = []
+    keys: list[str] = []
+    items = iter(items)
+    first = next(items, None)
+    items = itertools.chain([first] if first is not None else [], items)
+    # arrays already at the target size (iGAN hdf5 at 128, shapes) are only copied: no workers
+    copy_only = first is not None and _is_ready(first[1], size) and crop == "none" and not pre
+    jobs = _keys(((item, crop, size, pre) for _, item in zip(range(n), items)), keys)
+    bar = tqdm(total=n, desc=f"prepare {name}", unit="img", disable=not progress, mininterval=1.0)
+    pool = mp.get_context("fork").Pool(threads) if threads > 1 and not copy_only else None
+    try:
+        results = pool.imap(_work, jobs, chunksize=32) if pool else map(_work, jobs)
+        for i, (arr, reason) in enumerate(results):
+            if arr is None:
+                skipped.append({"name": keys[i], "reason": reason})
+            else:
+                buf[i], ok[i] = arr, True
+            bar.update(1)
+    finally:
+        bar.close()
+        if pool:
+            pool.close()
+            pool.join()
+    bad = len(skipped) / n
+    if bad > max_bad_fraction:
+        raise PrepareError(f"data set '{name}': {len(skipped)} of {n} images unreadable ({bad:.1%} > "
+                           f"data.max_bad_fraction={max_bad_fraction}); first: {skipped[:3]}")
+    valid = np.flatnonzero(ok)
+    tr, te = split_indices(len(valid), spec["split"], float(spec["test_fraction"]), int(spec["split_seed"]))
+    digests = {"train": _write_npy(out_dir / "train.npy", buf, valid[tr]),
+               "test": _write_npy(out_dir / "test.npy", buf, valid[te])}
+    del buf
+    if attrs is not None:
+        parts = [attrs.iloc[valid[tr]].assign(split="train", index=np.arange(len(tr))),
+                 attrs.iloc[valid[te]].assign(split="test", index=np.arange(len(te)))]
+        pd.concat(parts).to_csv(out_dir / "attributes.csv", index=False, float_format="%.4f")
+    shutil.rmtree(tmp, ignore_errors=True)
+    manifest = {
+        "name": name, "format": spec["format"], "image_size": size, "layout": "NHWC", "dtype": "uint8",
+        "n_source": n, "n_train": len(tr), "n_test": len(te), "n_skipped": len(skipped),
+        "skipped": skipped, "crop": crop, "pre_resize": pre, "limit": spec.get("limit"),
+        "filter": spec.get("filter"), "shape": spec.get("shape"),
+        "split": {"rule": spec["split"], "test_fraction": spec["test_fraction"], "seed": spec["split_seed"]},
+        "source": [f["url"] or file_name(str(f["path"])) for f in files] or spec.get("torchvision")
+        or f"synthetic:{spec['format']}",
+        "sha256": {file_name(str(f["path"])): (sha256_file(f["path"]) if f["path"].is_file() else None)
+                   for f in files},
+        "files": {"train": "train.npy", "test": "test.npy",
+                  **({"attributes": "attributes.csv"} if attrs is not None else {})},
+        "array_sha256": digests, "notpipe_version": __version__,
+    }
+    write_json(out_dir / "manifest.json", manifest)
+    log.info("%s: %d train, %d test, %d skipped -> %s", name, len(tr), len(te), len(skipped), out_dir)
+    return manifest
+
+
+def _keys(jobs, keys: list):
+    """Pass jobs through while remembering each item's key (for the skip list)."""
+    for job in jobs:
+        keys.append(job[0][0])
+        yield job

@@ -1,0 +1,70 @@
+"""The one atomic writer: temp file in the same folder, fsync, rename, fsync of the folder.
+
+A crash, a SIGKILL or a full disk never leaves a half-written file under its
+final name: readers see the old file or the new one. Checkpoints, JSON files,
+prepared arrays, FID reference statistics and PNG grids all go through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
+
+
+def fsync_dir(folder: str | Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block succeeds, fsync it and
+    rename it to ``path``. On an error the temporary file is removed and ``path`` is untouched.
+
+    ``suffix`` lets writers that pick a format from the name see the right one
+    (e.g. ``".png"`` for PIL).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """``write(fh)`` into a binary temp file, then rename it to ``path`` (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+    return Path(path)
+
+
+def write_json(path: str | Path, data) -> Path:
+    """JSON with sorted keys and a final newline, written atomically (byte-stable output)."""
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    return atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 digest of a file, read in chunks of ``chunk_size`` bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,162 @@
+"""Every file and folder the pipeline writes, named once (showyourwork's ``paths.py`` idea).
+
+A :class:`Layout` is made from a validated config. Each suite (the config's
+``suite`` key: ``paper`` for ``config.yaml``, ``toy`` for ``configs/toy.yaml``,
+...) writes under its own folders, so one suite never rewrites another's
+outputs; prepared data sets, downloads and weights do not depend on the suite
+and are shared::
+
+    {results_dir}/data/{name}_{size}/      prepared data sets (shared)
+    {results_dir}/weights/                 FID / LPIPS weights (shared)
+    {results_dir}/{suite}/toy/{name}/      toy runs
+    {results_dir}/{suite}/train/{run}/     image runs
+    {results_dir}/{suite}/eval/            evaluation
+    {results_dir}/{suite}/report/          generated LaTeX
+    {results_dir}/logs/{suite}/            job logs (data jobs: {results_dir}/logs/data/)
+    {figures_dir}/{suite}/                 figures
+    report/{suite}.pdf                     the compiled report
+
+Every method takes names that may be Snakemake wildcards (``"{name}"``), so the
+rules and the library ask the same function for a pattern or a concrete path.
+Methods return ``str`` (what Snakemake wants); wrap in ``Path`` where needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+#: checkpoint / snapshot / grid file name of an f-step
+def step_file(step: int | str, ext: str = "pt") -> str:
+    return f"step_{step:08d}.{ext}" if isinstance(step, int) else f"step_{step}.{ext}"
+
+
+def fid_tag(ev: dict) -> str:
+    """Tag of the FID extractor in cached statistics; random weights are labelled smoke."""
+    if ev["feature_extractor"] == "random":
+        return f"random_seed{ev['seed']}_smoke"
+    return ev["feature_extractor"]
+
+
+def snapshot_steps(run: dict) -> list[int]:
+    """f-steps at which a T-only snapshot is kept for evaluation (always includes the last)."""
+    every = run["snapshot_every"] or run["steps"]
+    return sorted({*range(every, run["steps"] + 1, every), run["steps"]})
+
+
+class Layout:
+    """The folders and files of one suite (see the module docstring)."""
+
+    def __init__(self, results_dir: str = "results", suite: str = "main", figures_dir: str = "report/figures",
+                 data_dir: str | None = None, report_dir: str = "report"):
+        self.root = Path(results_dir)
+        self.suite = suite
+        self.results = self.root / suite
+        self.data = Path(data_dir) if data_dir else self.root / "data"
+        self.weights = self.root / "weights"
+        self.logs = self.root / "logs" / suite
+        self.data_logs = self.root / "logs" / "data"
+        self.bench = self.root / "benchmarks" / suite
+        self.figures = Path(figures_dir) / suite
+        self.report_build = self.results / "report"
+        self.pdf = str(Path(report_dir) / f"{suite}.pdf")
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Layout":
+        return cls(cfg["results_dir"], cfg["suite"], cfg["figures_dir"], cfg["data"]["data_dir"])
+
+    # ---------------------------------------------------------------- data
+    def dataset_dir(self, name: str, size: int | str) -> str:
+        return str(self.data / f"{name}_{size}")
+
+    def manifest(self, name: str, size: int | str) -> str:
+        return f"{self.dataset_dir(name, size)}/manifest.json"
+
+    def split(self, name: str, size: int | str, split: str) -> str:
+        return f"{self.dataset_dir(name, size)}/{split}.npy"
+
+    def raw(self, file: str = "") -> str:
+        return str(self.data / "raw" / file) if file else str(self.data / "raw")
+
+    def checksums(self) -> str:
+        return str(self.data / "checksums.json")
+
+    # ---------------------------------------------------------------- toy
+    def toy_dir(self, name: str) -> str:
+        return str(self.results / "toy" / name)
+
+    def toy_model(self, name: str) -> str:
+        return f"{self.toy_dir(name)}/model.pt"
+
+    def toy_log(self, name: str) -> str:
+        return f"{self.toy_dir(name)}/log.csv"
+
+    def toy_checkpoints(self, name: str) -> str:
+        return f"{self.toy_dir(name)}/checkpoints"
+
+    def toy_metrics(self, name: str) -> str:
+        return f"{self.toy_dir(name)}/metrics.csv"
+
+    def toy_samples(self, name: str) -> str:
+        return f"{self.toy_dir(name)}/samples.npz"
+
+    def toy_summary(self) -> str:
+        return str(self.results / "toy" / "summary.csv")
+
+    def toy_sweep(self, sweep: str) -> str:
+        return str(self.results / "toy" / "sweeps" / f"{sweep}.csv")
+
+    # ---------------------------------------------------------------- image training
+    def train_dir(self, run: str) -> str:
+        return str(self.results / "train" / run)
+
+    def final(self, run: str) -> str:
+        return f"{self.train_dir(run)}/final.pt"
+
+    def train_log(self, run: str) -> str:
+        return f"{self.train_dir(run)}/log.csv"
+
+    def checkpoints(self, run: str) -> str:
+        return f"{self.train_dir(run)}/checkpoints"
+
+    def snapshots(self, run: str) -> str:
+        return f"{self.train_dir(run)}/snapshots"
+
+    def snapshot(self, run: str, step: int | str) -> str:
+        return f"{self.snapshots(run)}/{step_file(step)}"
+
+    def grid(self, run: str, step: int | str) -> str:
+        return f"{self.train_dir(run)}/grids/{step_file(step, 'png')}"
+
+    # ---------------------------------------------------------------- evaluation
+    def refstats(self, dataset: str, size: int | str, tag: str) -> str:
+        return str(self.results / "eval" / "refstats" / f"{dataset}_{size}_test_{tag}.npz")
+
+    def eval_step(self, run: str, step: int | str) -> str:
+        return str(self.results / "eval" / run / "steps" / step_file(step, "csv"))
+
+    def eval_images(self, run: str, step: int | str) -> str:
+        return str(self.results / "eval" / run / "images" / f"step_{step}")
+
+    def eval_curve(self, run: str) -> str:
+        return str(self.results / "eval" / run / "curve.csv")
+
+    def eval_metrics(self, run: str) -> str:
+        return str(self.results / "eval" / run / "metrics.csv")
+
+    def eval_summary(self) -> str:
+        return str(self.results / "eval" / "summary.csv")
+
+    # ---------------------------------------------------------------- figures and report
+    def figure(self, track: str, stem: str, ext: str = "pdf") -> str:
+        """``{figures}/{track}/{stem}.{ext}``; track is toy, images or speed."""
+        return str(self.figures / track / f"{stem}.{ext}")
+
+    def generated(self, name: str) -> str:
+        return str(self.report_build / "generated" / f"{name}.tex")
+
+    def log(self, *parts: str) -> str:
+        return str(self.logs.joinpath(*parts))
+
+    def benchmark(self, *parts: str) -> str:
+        return str(self.bench.joinpath(*parts))

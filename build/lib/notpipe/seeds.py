@@ -1,0 +1,17 @@
+"""Offsets of every derived random stream, in one place.
+
+Training draws from ``torch.Generator().manual_seed(seed)``; evaluation, grids and
+figures draw from ``seed + OFFSET`` so they never consume (or collide with) the
+training stream, and a resumed run sees the same batches.
+"""
+
+#: toy metrics (fresh samples of source and target, and z)
+TOY_EVAL = 1_000_003
+#: toy figure arrays (``2 * TOY_EVAL``)
+TOY_PLOT = 2 * TOY_EVAL
+#: image evaluation: z of the FID/LPIPS pushes
+IMAGE_EVAL = 424_242
+#: sample grids written during training
+TRAIN_GRID = 7_777
+#: the grid figure of the report (absolute seed, not an offset)
+FIGURE_GRID = 1234

@@ -1,0 +1,84 @@
+"""Entry-point plumbing shared by the stage scripts in ``workflow/scripts/``.
+
+A stage script defines ``main(**kwargs)``, an ``argparse`` parser and a function
+mapping Snakemake's ``snakemake`` object to the same keyword arguments, then
+calls :func:`entry`. Under Snakemake's ``script:`` directive, logging (and
+stderr, so tqdm bars and tracebacks) go to ``snakemake.log[0]`` and torch uses
+``snakemake.threads`` threads; from the command line, logging goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(stream=None) -> None:
+    logging.basicConfig(level=logging.INFO, format=FORMAT, stream=stream or sys.stderr, force=True)
+
+
+@contextlib.contextmanager
+def _stderr_to(path: str | None):
+    if not path:
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", buffering=1) as fh:
+        old, sys.stderr = sys.stderr, fh
+        try:
+            setup_logging(fh)
+            yield
+        finally:
+            sys.stderr = old
+
+
+@contextlib.contextmanager
+def logged(path: str | None, what: str = "stage"):
+    """Send logging and stderr to ``path`` (stderr when None); log a failure before re-raising.
+
+    Torch-free, so figure scripts can use it without importing torch.
+    """
+    if not path:
+        setup_logging()
+    with _stderr_to(path):
+        try:
+            yield
+        except Exception:
+            logging.getLogger("notpipe").exception("%s failed", what)
+            raise
+
+
+def entry(main: Callable[..., object], parser: argparse.ArgumentParser,
+          from_snakemake: Callable[[object], dict], smk=None, threads: int | None = None,
+          torch_threads: bool = True) -> None:
+    """Run ``main`` with arguments from Snakemake (``smk``) or the command line.
+
+    ``torch_threads=False``: the script does not use torch (tables, summaries), so
+    torch is not imported at all (about 2 s per job).
+    """
+    if smk is not None:
+        log = smk.log[0] if len(smk.log) else None
+        with _stderr_to(log):
+            if torch_threads:
+                import torch  # here: table and figure scripts never pay for it
+
+                torch.set_num_threads(max(1, int(smk.threads)))
+            try:
+                main(**from_snakemake(smk))
+            except Exception:
+                logging.getLogger("notpipe").exception("stage failed")
+                raise
+        return
+    args = parser.parse_args()
+    setup_logging()
+    if threads is not None and torch_threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    main(**vars(args))

@@ -1,0 +1,220 @@
+"""Image stage: NOT between two prepared image data sets with the one trainer.
+
+``build`` turns one validated run block (``images.runs.NAME``) into a ready
+:class:`~notpipe.trainer.NOTTrainer`: U-Net T, ResNet_D f, the cost with the
+authors' per-pixel scaling, Adam (fused), optional MultiStepLR, the γ warm-up,
+and :class:`~notpipe.loader.ImageSampler` s over the memory-mapped train splits.
+``train`` runs it with atomic checkpoints, automatic resume, ``log.csv`` and
+sample grids; ``load_map`` rebuilds a trained map for evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from notpipe.core import checkpoint as ckpt
+from notpipe.core import fingerprint
+from notpipe.core.costs import Cost, GammaSchedule, make_cost
+from notpipe.core.noise import GaussianNoise, ImageNoise
+from notpipe.core.optim import make_adam
+from notpipe.core.trainer import NOTTrainer
+from notpipe.data.loader import ImageSampler, load_split, to_float, to_uint8
+from notpipe.io import atomic_path
+from notpipe.paths import snapshot_steps  # noqa: F401  (part of this API)
+from notpipe.train.models import ResNetD, UNet
+
+log = logging.getLogger(__name__)
+
+from notpipe.seeds import (
+    TRAIN_GRID as GRID_SEED_OFFSET,  # fixed grid noise, never the training stream
+)
+
+
+def pick_device(want_gpu: bool) -> torch.device:
+    """CUDA (honouring CUDA_VISIBLE_DEVICES) when a GPU is wanted and present, else CPU."""
+    return torch.device("cuda" if want_gpu and torch.cuda.is_available() else "cpu")
+
+
+def build_models(model: dict, cost: Cost, size: int) -> tuple[torch.nn.Module, torch.nn.Module, object]:
+    """T, f and the noise sampler of a run (noise is None for deterministic maps)."""
+    noise_ch = latent = 0
+    noise = None
+    if cost.stochastic:
+        if model["latent_dim"]:
+            latent = model["latent_dim"]
+            noise = GaussianNoise(latent, model["z_std"])
+        else:
+            noise_ch = model["noise_channels"]
+            noise = ImageNoise(noise_ch, size, model["z_std"])
+    T = UNet(3, 3, base=model["t_base"], noise_channels=noise_ch, latent_dim=latent, depth=model["t_depth"])
+    f = ResNetD(size, 3, nf=model["f_nf"], nf_max=model["f_max"])
+    return T, f, noise
+
+
+@dataclass
+class ImageSetup:
+    trainer: NOTTrainer
+    source_test: np.ndarray
+    target_test: np.ndarray
+    run: dict
+    images_per_step: int
+
+
+def build(run: dict, data_dir: str | Path, device: str | torch.device = "cpu") -> ImageSetup:
+    """Networks, samplers, cost, optimisers and trainer of one image run."""
+    device = torch.device(device)
+    seed, size = int(run["seed"]), int(run["image_size"])
+    torch.manual_seed(seed)  # network initialisation
+    data_dir = Path(data_dir)
+    src = {s: load_split(data_dir / f"{run['source']}_{size}", s) for s in ("train", "test")}
+    tgt = {s: load_split(data_dir / f"{run['target']}_{size}", s) for s in ("train", "test")}
+    cost = make_cost(run["cost"])
+    T, f, noise = build_models(run["model"], cost, size)
+    sp = run["speed"]
+    cuda = device.type == "cuda"
+    channels_last = bool(sp["channels_last"])  # faster on CUDA and on CPU (benchmarks/README.md)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    T, f = T.to(device, memory_format=fmt), f.to(device, memory_format=fmt)
+    o = run["optim"]
+    opt_t = make_adam(T, o["lr_t"], o["betas"], o["weight_decay"], "torch")
+    opt_f = make_adam(f, o["lr_f"], o["betas"], o["weight_decay"], "torch")
+    sched_t = sched_f = None
+    if o["milestones"]:
+        sched_t = torch.optim.lr_scheduler.MultiStepLR(opt_t, o["milestones"], o["lr_decay"])
+        sched_f = torch.optim.lr_scheduler.MultiStepLR(opt_f, o["milestones"], o["lr_decay"])
+    if sp["compile"]:
+        T, f = torch.compile(T), torch.compile(f)
+    trainer = NOTTrainer(
+        T, f, cost, ImageSampler(src["train"], device, channels_last),
+        ImageSampler(tgt["train"], device, channels_last), opt_t, opt_f, noise=noise,
+        k_t=run["k_t"], batch=run["batch"], device=device, sched_t=sched_t, sched_f=sched_f,
+        gamma_schedule=GammaSchedule(cost.gamma_max, run["cost"].get("gamma_warmup", 0)),
+        generator=torch.Generator().manual_seed(seed), log_every=run["log_every"],
+        autocast_dtype=torch.bfloat16 if sp["precision"] == "bf16" and cuda else None, grad_norms=True)
+    per_step = run["batch"] * (run["k_t"] * cost.z_size + 1)  # images through T per f-step
+    return ImageSetup(trainer, src["test"], tgt["test"], run, per_step)
+
+
+@torch.no_grad()
+def push_images(trainer: NOTTrainer, x: torch.Tensor, z_per_x: int, seed: int) -> torch.Tensor:
+    """``(B, Z, C, H, W)`` outputs of T in eval mode with noise from a fixed CPU generator."""
+    T, noise = trainer.T, trainer.noise
+    was_training = T.training
+    T.eval()
+    try:
+        if noise is None:
+            return T(x).float().unsqueeze(1)
+        gen = torch.Generator().manual_seed(seed)
+        xr = x.repeat_interleave(z_per_x, dim=0)
+        z = noise(len(xr), gen, torch.device("cpu")).to(x.device)
+        y = T(xr, z).float()
+        return y.view(len(x), z_per_x, *y.shape[1:])
+    finally:
+        T.train(was_training)
+
+
+def save_grid(trainer: NOTTrainer, inputs: np.ndarray, z_per_x: int, path: str | Path, seed: int) -> Path:
+    """PNG grid: first row the test inputs, then one row per noise draw ``T(x, z_j)``."""
+    x = to_float(torch.from_numpy(np.array(inputs))).to(trainer.device)
+    ys = push_images(trainer, x, z_per_x if trainer.noise is not None else 1, seed)
+    rows = [to_uint8(x)] + [to_uint8(ys[:, j]) for j in range(ys.shape[1])]
+    grid = np.concatenate([np.concatenate(list(r), 1) for r in rows], 0)  # columns = inputs
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(grid).save(tmp)
+    return Path(path)
+
+
+def snapshot_path(out_dir: str | Path, step: int) -> Path:
+    return Path(out_dir) / "snapshots" / f"step_{step:08d}.pt"
+
+
+def snapshot(state: dict, run: dict, name: str, fp: dict) -> dict:
+    """What evaluation needs of a checkpoint: T (+ BatchNorm statistics), the run and its fingerprint."""
+    return {"T": state["T"], "step": state["step"], "run": run, "name": name, "fingerprint": fp}
+
+
+def manifests(run: dict, data_dir: str | Path) -> dict[str, Path]:
+    """The manifest.json of the run's source and target data sets."""
+    size = run["image_size"]
+    return {side: Path(data_dir) / f"{run[side]}_{size}" / "manifest.json" for side in ("source", "target")}
+
+
+def run_fingerprint(run: dict, data_dir: str | Path) -> dict:
+    """Fingerprint of a run: its trajectory keys and the sha256 of its prepared arrays."""
+    return fingerprint.image(run, manifests(run, data_dir))
+
+
+def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
+          device: str | torch.device = "cpu", progress: bool = True) -> ImageSetup:
+    """Train and write ``final.pt``, ``log.csv``, ``grids/`` and ``snapshots/``.
+
+    Resumes from ``out_dir/checkpoints`` only when the checkpoint was written by the
+    same run block on the same prepared arrays (:mod:`notpipe.fingerprint`);
+    otherwise checkpoints, snapshots and grids are moved aside and training starts at 0.
+    """
+    setup = build(run, data_dir, device)
+    tr = setup.trainer
+    fp = run_fingerprint(run, data_dir)
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    ckpt.resume(tr, ckpt_dir, fp, run["steps"], name, aside=[out / "snapshots", out / "grids"])
+    grid_x = setup.source_test[: run["grid_inputs"]]
+    grid_every = run["grid_every"]
+
+    def on_log(row: dict) -> None:
+        row["images_per_s"] = row["steps_per_s"] * setup.images_per_step
+        log.info("%s step %d: loss_t %.4g loss_f %.4g cost %.4g gamma %.3g %.2f step/s %.0f img/s",
+                 name, row["step"], row["loss_t"], row["loss_f"], row["cost"], row["gamma"],
+                 row["steps_per_s"], row["images_per_s"])
+        if grid_every and (row["step"] % grid_every == 0 or row["step"] == run["steps"]):
+            save_grid(tr, grid_x, run["grid_z"], out / "grids" / f"step_{row['step']:08d}.png",
+                      run["seed"] + GRID_SEED_OFFSET)
+
+    def save(t: NOTTrainer) -> None:
+        state = t.state_dict()
+        ckpt.atomic_save({"trainer": state, "run": run, "name": name, "fingerprint": fp},
+                         ckpt.checkpoint_path(ckpt_dir, t.step))
+        ckpt.prune(ckpt_dir, run["keep"])
+        if t.step in snapshot_steps(run):
+            ckpt.atomic_save(snapshot(state, run, name, fp), snapshot_path(out, t.step))
+        pd.DataFrame(t.history).to_csv(out / "log.csv", index=False)
+
+    out.mkdir(parents=True, exist_ok=True)
+    log.info("%s: %s -> %s at %d px, cost %s, device %s, %d images/f-step", name, run["source"],
+             run["target"], run["image_size"], tr.cost, tr.device, setup.images_per_step)
+    tr.run(run["steps"], on_log=on_log, on_checkpoint=save, checkpoint_every=run["checkpoint_every"],
+           progress=progress, desc=name)
+    pd.DataFrame(tr.history).to_csv(out / "log.csv", index=False)
+    state = tr.state_dict()
+    if not snapshot_path(out, tr.step).exists():
+        ckpt.atomic_save(snapshot(state, run, name, fp), snapshot_path(out, tr.step))
+    ckpt.atomic_save({"trainer": state, "run": run, "name": name, "fingerprint": fp}, out / "final.pt")
+    return setup
+
+
+def load_map(path: str | Path, data_dir: str | Path, device: str | torch.device = "cpu",
+             expected: dict | None = None) -> tuple[ImageSetup, dict]:
+    """Rebuild a run from a snapshot, a checkpoint or ``final.pt`` (T loaded, in eval mode).
+
+    With ``expected`` (the run block to evaluate), a map trained by another configuration
+    or on other prepared arrays raises :class:`~notpipe.fingerprint.FingerprintMismatch`.
+    """
+    state = ckpt.load(path)
+    if expected is not None:
+        fingerprint.require(state, run_fingerprint(expected, data_dir), path)
+    run = dict(state["run"])
+    run["speed"] = {**run["speed"], "compile": False}
+    setup = build(run, data_dir, device)
+    if "trainer" in state:
+        setup.trainer.load_state_dict(state["trainer"])
+    else:
+        setup.trainer.T.load_state_dict(state["T"])
+    setup.trainer.T.eval()
+    return setup, state

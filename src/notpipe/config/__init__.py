@@ -1,0 +1,240 @@
+"""Configuration: JSON-schema validation with defaults, readable errors, semantic checks.
+
+Every error names the offending key (dotted path) and, where the schema knows
+them, the allowed keys or values. All problems are reported at once, before any
+job starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+#: the JSON schema (package data, so an installed wheel validates too)
+SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
+
+#: samplers whose samples always live in R^2 (checked against notpipe.toy.samplers in the tests)
+PLANAR_SAMPLERS = {"moons", "8gaussians", "swissroll", "circles"}
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message lists every problem found."""
+
+
+def load_schema(path: str | Path | None = None) -> dict:
+    with open(path or SCHEMA_PATH) as fh:
+        return yaml.safe_load(fh)
+
+
+def _defaulting_validator(schema: dict):
+    """Draft 2020-12 validator that fills `default` values while validating."""
+    base = jsonschema.Draft202012Validator
+    validate_props = base.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, sch):
+        if isinstance(instance, dict):
+            for key, sub in props.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from validate_props(validator, props, instance, sch)
+
+    cls = jsonschema.validators.extend(base, {"properties": properties})
+    return cls(schema)
+
+
+def _where(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _format_error(err: jsonschema.ValidationError) -> list[str]:
+    where = _where(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = sorted(err.schema.get("properties", {}))
+        out = []
+        for key in sorted(set(err.instance) - set(allowed)):
+            hint = difflib.get_close_matches(key, allowed, n=1)
+            did = f" (did you mean '{hint[0]}'?)" if hint else ""
+            out.append(f"{where}: unknown key '{key}'{did}; allowed keys: {', '.join(allowed)}")
+        return out
+    if err.validator == "enum":
+        return [f"{where}: {err.instance!r} is not allowed; allowed values: "
+                f"{', '.join(map(str, err.validator_value))}"]
+    if err.validator == "required":
+        return [f"{where}: {err.message}"]
+    if err.validator == "propertyNames":
+        return [f"{where}: name {err.instance!r} must match {err.validator_value}"]
+    return [f"{where}: {err.message}"]
+
+
+def _sampler_dim(s: dict, where: str, errors: list[str]) -> int:
+    name = s["name"]
+    if name in PLANAR_SAMPLERS:
+        if s.get("dim", 2) != 2:
+            errors.append(f"{where}.dim: sampler '{name}' is 2-D only, got dim={s['dim']}")
+        return 2
+    dim = s.get("dim")
+    if name == "gaussian":
+        for key in ("mean", "cov"):
+            val = s.get(key)
+            if isinstance(val, list):
+                if dim is not None and len(val) != dim:
+                    errors.append(f"{where}.{key}: length {len(val)} does not match dim={dim}")
+                dim = dim or len(val)
+    if name == "discrete" and s.get("atoms"):
+        lens = {len(a) for a in s["atoms"]}
+        if len(lens) != 1 or (dim is not None and lens != {dim}):
+            errors.append(f"{where}.atoms: every atom needs {dim or 'the same number of'} coordinates")
+        dim = dim or lens.pop()
+    if name == "gaussian_mixture" and s.get("centers"):
+        dim = dim or len(s["centers"][0])
+    return dim or 2
+
+
+def _check_cost(where: str, cost: dict, gammas: list, errors: list[str]) -> None:
+    cname = cost["name"]
+    if cname == "strong":
+        if cost.get("gamma", 0) != 0 or gammas:
+            errors.append(f"{where}.cost.gamma: the strong cost has no gamma; use name: weak")
+        if cost.get("z_size", 1) != 1:
+            errors.append(f"{where}.cost.z_size: the strong cost uses one sample per input")
+    else:
+        if "gamma" not in cost and not gammas:
+            errors.append(f"{where}.cost.gamma: required for the {cname} cost")
+        if cost.get("z_size", 4) < 2:
+            errors.append(f"{where}.cost.z_size: |Z_x| must be >= 2 for the {cname} cost")
+        if cname == "weak":
+            for g in gammas + ([cost["gamma"]] if "gamma" in cost else []):
+                if g > 1:
+                    errors.append(f"{where}.cost.gamma: gamma={g} > 1 makes the weak quadratic "
+                                  "cost ill-posed (allowed: gamma <= 1; negative = variance penalty)")
+
+
+def _check_experiment(name: str, exp: dict, errors: list[str]) -> None:
+    where = f"toy.experiments.{name}"
+    d_src = _sampler_dim(exp["source"], f"{where}.source", errors)
+    d_tgt = _sampler_dim(exp["target"], f"{where}.target", errors)
+    if d_src != d_tgt:
+        errors.append(f"{where}: source dim {d_src} != target dim {d_tgt}; "
+                      "NOT maps between spaces of the same dimension here")
+    _check_cost(where, exp["cost"], list(exp.get("gamma_sweep") or []), errors)
+    if exp["checkpoint_every"] % exp["log_every"]:
+        errors.append(f"{where}.checkpoint_every: {exp['checkpoint_every']} must be a multiple "
+                      f"of log_every={exp['log_every']}")
+
+
+def _check_data(cfg: dict, errors: list[str]) -> None:
+    from notpipe.data.datasets import DatasetError, resolve_datasets
+
+    if cfg["data"]["data_dir"] is None:
+        cfg["data"]["data_dir"] = f"{cfg['results_dir']}/data"
+    for key in ("inception_weights", "lpips_weights"):
+        if cfg["eval"][key] is None:
+            cfg["eval"][key] = f"{cfg['results_dir']}/weights"
+    try:
+        known = resolve_datasets(cfg["datasets"])
+    except DatasetError as err:
+        errors.append(str(err))
+        return
+    for i, name in enumerate(cfg["data"]["build"]):
+        if name not in known:
+            hint = difflib.get_close_matches(name, known, n=1)
+            did = f" (did you mean '{hint[0]}'?)" if hint else ""
+            errors.append(f"data.build.{i}: unknown data set '{name}'{did}; known: {', '.join(sorted(known))}")
+    for name, spec in known.items():
+        if spec["format"] == "shapes" and not {"shape", "n", "seed"} <= set(spec):
+            errors.append(f"datasets.{name}: format shapes needs shape, n and seed")
+        if spec["format"] == "torchvision" and not spec.get("torchvision"):
+            errors.append(f"datasets.{name}.torchvision: the torchvision class name is required")
+
+
+def _check_images(cfg: dict, errors: list[str]) -> None:
+    from notpipe.data.datasets import DatasetError, resolve_datasets
+
+    try:
+        known = resolve_datasets(cfg["datasets"])
+    except DatasetError:
+        return  # reported by _check_data
+    for name, run in cfg["images"]["runs"].items():
+        where = f"images.runs.{name}"
+        for side in ("source", "target"):
+            if run[side] not in known:
+                hint = difflib.get_close_matches(run[side], known, n=1)
+                did = f" (did you mean '{hint[0]}'?)" if hint else ""
+                errors.append(f"{where}.{side}: unknown data set '{run[side]}'{did}")
+        _check_cost(where, run["cost"], [], errors)
+        size, depth = run["image_size"], run["model"]["t_depth"]
+        if size % (2 ** depth):
+            errors.append(f"{where}.image_size: {size} must be divisible by 2**model.t_depth = {2 ** depth}")
+        if size < 8 or size & (size - 1):
+            errors.append(f"{where}.image_size: {size} must be a power of two (ResNet_D halves it down to 4)")
+        for key in ("checkpoint_every", "grid_every"):
+            if run[key] % run["log_every"]:
+                errors.append(f"{where}.{key}: {run[key]} must be a multiple of log_every={run['log_every']}")
+        if run["snapshot_every"] and (not run["checkpoint_every"] or run["snapshot_every"] % run["checkpoint_every"]):
+            errors.append(f"{where}.snapshot_every: {run['snapshot_every']} must be a multiple of "
+                          f"checkpoint_every={run['checkpoint_every']}")
+
+
+def validate_config(config: dict, schema: dict | None = None) -> dict:
+    """Validate ``config`` and return a copy with every default filled in.
+
+    Raises
+    ------
+    ConfigError
+        listing every problem, each naming its key.
+    """
+    cfg = copy.deepcopy(dict(config))
+    validator = _defaulting_validator(schema or load_schema())
+    errs = sorted(validator.iter_errors(cfg), key=lambda e: [str(p) for p in e.absolute_path])
+    lines = [line for e in errs for line in _format_error(e)]
+    if not lines:
+        _check_data(cfg, lines)
+        _check_images(cfg, lines)
+        for name, exp in cfg["toy"]["experiments"].items():
+            _check_experiment(name, exp, lines)
+        generated = {n for runs in toy_sweeps(cfg).values() for _, n in runs}
+        dup = generated & set(cfg["toy"]["experiments"])
+        if dup:
+            lines.append(f"toy.experiments: gamma_sweep run names collide with {sorted(dup)}")
+    if lines:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(dict.fromkeys(lines)))
+    return cfg
+
+
+def load_config(path: str | Path) -> dict:
+    with open(path) as fh:
+        return validate_config(yaml.safe_load(fh) or {})
+
+
+def gamma_tag(gamma: float) -> str:
+    return f"g{gamma:g}"
+
+
+def _expand(cfg: dict) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for name, exp in cfg["toy"]["experiments"].items():
+        sweep = exp.get("gamma_sweep")
+        if not sweep:
+            out[name] = exp
+            continue
+        for g in sweep:
+            e = copy.deepcopy(exp)
+            e.pop("gamma_sweep")
+            e["cost"]["gamma"] = float(g)
+            out[f"{name}_{gamma_tag(g)}"] = e
+    return out
+
+
+def toy_experiments(cfg: dict) -> dict[str, dict]:
+    """Experiments after expanding every ``gamma_sweep`` into one run per gamma."""
+    return _expand(cfg)
+
+
+def toy_sweeps(cfg: dict) -> dict[str, list[tuple[float, str]]]:
+    """``{sweep name: [(gamma, experiment name), ...]}`` for experiments with a sweep."""
+    return {name: [(float(g), f"{name}_{gamma_tag(g)}") for g in exp["gamma_sweep"]]
+            for name, exp in cfg["toy"]["experiments"].items() if exp.get("gamma_sweep")}

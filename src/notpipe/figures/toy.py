@@ -1,0 +1,322 @@
+"""Figures for the toy stage: every function takes arrays (or a DataFrame) and a
+path *stem*, writes ``{stem}.pdf`` and ``{stem}.png`` (150 dpi) and closes the figure.
+
+Data with more than two coordinates are drawn in their first two coordinates
+(axes ``x_1``, ``x_2``) and the title says so. The ``samples`` dicts are the
+arrays of ``samples.npz`` written by ``notpipe.toy.plot_samples``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+from . import style  # noqa: E402  (the report's one figure style)
+
+style.apply()
+
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
+
+PNG_DPI = 150
+ALPHA = 0.4
+MARKER = 4  # scatter marker area (points^2)
+GREY = "0.8"
+C_X, C_Y, C_T = style.BLUE, style.ORANGE, style.GREEN
+
+
+def save_figure(fig: plt.Figure, stem: str | Path) -> tuple[Path, Path]:
+    """Write ``fig`` to ``{stem}.pdf`` and ``{stem}.png`` and close it.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure to save.
+    stem : str or Path
+        Output path without suffix; parent directories are created. The suffix
+        is appended, not substituted, so stems containing dots (``g0.5``) are safe.
+
+    Returns
+    -------
+    (Path, Path)
+        The PDF and PNG paths.
+    """
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    pdf, png = Path(f"{stem}.pdf"), Path(f"{stem}.png")
+    try:
+        # no creation date: re-running a rule gives the same bytes
+        fig.savefig(pdf, metadata={"CreationDate": None})
+        fig.savefig(png, dpi=PNG_DPI)
+    finally:
+        plt.close(fig)
+    return pdf, png
+
+
+# --------------------------------------------------------------------- helpers
+def _dim(samples: dict) -> int:
+    if "dim" in samples and np.ndim(samples["dim"]) == 0:
+        return int(samples["dim"])
+    return int(np.asarray(samples["x"]).shape[-1])
+
+
+def _xy(a: np.ndarray) -> np.ndarray:
+    """First two coordinates of ``(..., d)`` points (1-D data get a zero second axis)."""
+    a = np.asarray(a, dtype=float)
+    if a.shape[-1] >= 2:
+        return a[..., :2]
+    return np.concatenate([a, np.zeros_like(a)], axis=-1)
+
+
+def _title(title: str, d: int) -> str:
+    return f"{title} (first 2 of {d} coordinates)" if d > 2 else title
+
+
+def _limits(*arrays: np.ndarray, margin: float = 0.05) -> tuple[tuple, tuple]:
+    """Common (xlim, ylim) covering all points of ``arrays`` (already 2-D) plus a margin."""
+    pts = np.concatenate([np.asarray(a).reshape(-1, 2) for a in arrays])
+    pts = pts[np.isfinite(pts).all(1)]
+    if len(pts) == 0:
+        return (-1.0, 1.0), (-1.0, 1.0)
+    lo, hi = pts.min(0), pts.max(0)
+    pad = np.maximum((hi - lo) * margin, 1e-3)
+    return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
+
+
+def _style(ax: plt.Axes, lims: tuple, title: str, d: int, legend: bool = True, **legend_kw) -> None:
+    ax.set_xlim(*lims[0])
+    ax.set_ylim(*lims[1])
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel("x_1")
+    ax.set_ylabel("x_2" if d >= 2 else "(1-D data)")
+    ax.set_title(title, fontsize="medium")
+    if legend:
+        leg = ax.legend(**{"loc": "best", "fontsize": "small", "framealpha": 0.8, **legend_kw})
+        for h in leg.legend_handles:  # legible markers whatever their size in the plot
+            h.set_alpha(1)
+            h.set_sizes([40])
+
+
+def _points(ax: plt.Axes, a: np.ndarray, color, label: str | None, size: float = MARKER,
+            alpha: float = ALPHA, **kw) -> None:
+    ax.scatter(a[:, 0], a[:, 1], s=size, c=color, alpha=alpha, linewidths=0, label=label, **kw)
+
+
+def _segments(ax: plt.Axes, start: np.ndarray, end: np.ndarray, color, widths=0.6,
+              alpha: float = 0.5) -> None:
+    segs = np.stack([start, end], axis=1)  # (n, 2 points, 2 coords)
+    ax.add_collection(LineCollection(segs, colors=color, linewidths=widths, alpha=alpha, zorder=1))
+
+
+# --------------------------------------------------------------------- figures
+def plot_scatter(samples: dict, stem: str | Path, title: str) -> tuple[Path, Path]:
+    """Input x, target y and push-forward T(x) side by side (shared limits).
+
+    Parameters
+    ----------
+    samples : dict
+        Needs ``x``, ``y``, ``tx`` of shape ``(n, d)``.
+    stem : str or Path
+        Output path without suffix.
+    title : str
+        Figure title.
+    """
+    d = _dim(samples)
+    x, y, tx = (_xy(samples[k]) for k in ("x", "y", "tx"))
+    lims = _limits(x, y, tx)
+    fig, axes = plt.subplots(1, 3, figsize=style.figsize("two", 0.36), layout="constrained", sharex=True, sharey=True)
+    _points(axes[0], x, C_X, "x ~ P")
+    _style(axes[0], lims, "input x", d)
+    _points(axes[1], y, C_Y, "y ~ Q")
+    _style(axes[1], lims, "target y", d)
+    _points(axes[2], y, GREY, "target y", alpha=0.6)
+    _points(axes[2], tx, C_T, "T(x, z)")
+    _style(axes[2], lims, "push-forward T(x)", d)
+    fig.suptitle(_title(title, d))
+    return save_figure(fig, stem)
+
+
+def plot_transport(samples: dict, stem: str | Path, title: str,
+                   plan_tol: float = 1e-8) -> tuple[Path, Path]:
+    """One batch: the NOT map x -> T(x) next to the exact discrete OT plan.
+
+    Parameters
+    ----------
+    samples : dict
+        Needs ``xb``, ``txb``, ``yb`` of shape ``(b, d)`` and ``plan`` of shape
+        ``(b, b)`` (the POT emd plan between ``xb`` and ``yb``, rows summing to 1/b).
+    stem : str or Path
+        Output path without suffix.
+    title : str
+        Figure title.
+    plan_tol : float
+        Plan entries at or below this are not drawn.
+    """
+    d = _dim(samples)
+    xb, txb, yb = (_xy(samples[k]) for k in ("xb", "txb", "yb"))
+    plan = np.asarray(samples["plan"], dtype=float)
+    lims = _limits(xb, txb, yb)
+    fig, axes = plt.subplots(1, 2, figsize=style.figsize("two", 0.5), layout="constrained", sharex=True, sharey=True)
+
+    ax = axes[0]
+    _segments(ax, xb, txb, "0.4")
+    _points(ax, xb, C_X, "x", size=14, alpha=0.8, zorder=2)
+    _points(ax, txb, C_T, "T(x, z)", size=14, alpha=0.8, zorder=2)
+    _style(ax, lims, "NOT map", d)
+
+    ax = axes[1]
+    i, j = np.nonzero(plan > plan_tol)
+    widths = 1.2 * plan[i, j] * plan.shape[0]  # a full row of mass 1/b -> width 1.2
+    _segments(ax, xb[i], yb[j], "0.4", widths=widths)
+    _points(ax, xb, C_X, "x", size=14, alpha=0.8, zorder=2)
+    _points(ax, yb, C_Y, "y", size=14, alpha=0.8, zorder=2)
+    _style(ax, lims, "exact OT plan (POT emd)", d)
+
+    fig.suptitle(_title(title, d))
+    return save_figure(fig, stem)
+
+
+def plot_one_to_many(samples: dict, stem: str | Path, title: str) -> tuple[Path, Path]:
+    """Several draws T(x_k, z) for a few fixed inputs x_k, over the target in grey.
+
+    Parameters
+    ----------
+    samples : dict
+        Needs ``y`` ``(n, d)``, ``x_fixed`` ``(k, d)`` and ``ys_fixed`` ``(k, m, d)``
+        (present only for stochastic maps).
+    stem : str or Path
+        Output path without suffix.
+    title : str
+        Figure title.
+
+    Raises
+    ------
+    ValueError
+        If ``samples`` has no ``x_fixed`` / ``ys_fixed`` (a deterministic map).
+    """
+    if "x_fixed" not in samples or "ys_fixed" not in samples:
+        raise ValueError("one_to_many needs 'x_fixed' and 'ys_fixed' in samples "
+                         "(only written for stochastic maps, i.e. with noise z)")
+    d = _dim(samples)
+    y, xf, ysf = _xy(samples["y"]), _xy(samples["x_fixed"]), _xy(samples["ys_fixed"])
+    lims = _limits(y, xf, ysf)
+    fig, ax = plt.subplots(figsize=style.figsize("one", 0.75), layout="constrained")
+    _points(ax, y, GREY, "target y", alpha=0.6)
+    colors = plt.get_cmap("tab10").colors
+    for k in range(len(xf)):
+        c = colors[k % len(colors)]
+        draws = ysf[k]
+        _segments(ax, np.broadcast_to(xf[k], draws.shape), draws, [c], widths=0.5, alpha=0.15)
+        _points(ax, draws, [c], None, size=10, alpha=0.7, zorder=2)
+        ax.scatter(*xf[k], s=180, marker="*", c=[c], edgecolors="k", linewidths=0.8, zorder=3,
+                   label=f"x_{k + 1}, {draws.shape[0]} draws T(x_{k + 1}, z)")
+    _style(ax, lims, "fixed inputs (stars) and their draws", d, loc="upper left",
+           bbox_to_anchor=(1.02, 1), borderaxespad=0)
+    fig.suptitle(_title(title, d))
+    return save_figure(fig, stem)
+
+
+def plot_losses(log: pd.DataFrame, stem: str | Path, title: str) -> tuple[Path, Path]:
+    """Training curves: T and f losses, the cost term, and gamma if it changes.
+
+    Parameters
+    ----------
+    log : pandas.DataFrame
+        Columns ``step``, ``loss_t``, ``loss_f``, ``cost``, ``gamma`` (one row per
+        log interval; others are ignored).
+    stem : str or Path
+        Output path without suffix.
+    title : str
+        Figure title.
+    """
+    log = log.sort_values("step")
+    step = log["step"].to_numpy()
+    gamma = log["gamma"].to_numpy(dtype=float) if "gamma" in log else np.array([])
+    show_gamma = gamma.size > 0 and not np.allclose(gamma, gamma[0], equal_nan=True)
+    n = 3 if show_gamma else 2
+    fig, axes = plt.subplots(1, n, figsize=style.figsize("two", 0.4 if n > 1 else 0.6), layout="constrained", sharex=True)
+
+    ax = axes[0]
+    ax.plot(step, log["loss_t"], label="T loss", color=C_T, lw=1.2)
+    ax.plot(step, log["loss_f"], label="f loss", color="tab:purple", lw=1.2)
+    ax.axhline(0, color="0.6", lw=0.6, ls=":")
+    ax.set_title("losses", fontsize="medium")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize="small")
+
+    ax = axes[1]
+    ax.plot(step, log["cost"], color=C_X, lw=1.2)
+    ax.set_title("cost term  mean C(x, T(x, z))", fontsize="medium")
+    ax.set_ylabel("cost")
+
+    if show_gamma:
+        ax = axes[2]
+        ax.plot(step, gamma, color="tab:red", lw=1.2)
+        ax.set_title("gamma schedule", fontsize="medium")
+        ax.set_ylabel("gamma")
+    for ax in axes:
+        ax.set_xlabel("f-step")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return save_figure(fig, stem)
+
+
+def _gamma_scale(ax: plt.Axes, g: np.ndarray) -> None:
+    """Log x axis when the gammas span a decade or more (symlog if one is 0).
+
+    On a log axis the swept values themselves are the ticks (when there are few).
+    """
+    pos = g[g > 0]
+    if len(pos) < 2 or pos.max() / pos.min() < 10 or (g < 0).any():
+        return
+    if (g == 0).any():
+        ax.set_xscale("symlog", linthresh=pos.min(), linscale=0.5)
+        ax.set_xlim(-0.15 * pos.min(), pos.max() * 1.5)
+    else:
+        ax.set_xscale("log")
+        ax.set_xlim(pos.min() / 1.5, pos.max() * 1.5)
+    if len(g) <= 8:
+        ax.set_xticks(g, [f"{v:g}" for v in g])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
+def plot_gamma_sweep(df: pd.DataFrame, stem: str | Path, title: str) -> tuple[Path, Path]:
+    """Modes covered and conditional variance against gamma (one point per run).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Columns ``gamma``, ``modes_covered`` (a fraction in [0, 1]) and ``cond_var``;
+        rows in any order, rows with a missing gamma are dropped.
+    stem : str or Path
+        Output path without suffix.
+    title : str
+        Figure title.
+    """
+    df = df.dropna(subset=["gamma"]).sort_values("gamma")
+    g = df["gamma"].to_numpy(dtype=float)
+    fig, axes = plt.subplots(1, 2, figsize=style.figsize("two", 0.4), layout="constrained", sharex=True)
+
+    ax = axes[0]
+    ax.plot(g, df["modes_covered"], "o-", color=C_T, ms=5, lw=1.2)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("fraction of modes covered")
+    ax.set_title("modes covered", fontsize="medium")
+
+    ax = axes[1]
+    ax.plot(g, df["cond_var"], "s-", color="tab:purple", ms=5, lw=1.2)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("E_x tr Cov_z[T(x, z)]")
+    ax.set_title("conditional variance", fontsize="medium")
+
+    for ax in axes:
+        _gamma_scale(ax, g)
+        ax.set_xlabel("gamma")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return save_figure(fig, stem)

@@ -1,0 +1,101 @@
+"""Toy stage, evaluation: every metric on fresh samples, and the arrays the figures draw.
+
+Metrics are listed in the README (toy stage). All randomness comes from
+generators seeded from the experiment seed plus :mod:`notpipe.seeds` offsets,
+never from the training stream.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from notpipe.seeds import TOY_EVAL, TOY_PLOT
+from notpipe.toy import discrete_ot as dot
+from notpipe.toy.samplers import Gaussian, Sampler
+from notpipe.toy.setup import ToySetup
+
+
+@torch.no_grad()
+def _push(setup: ToySetup, x: torch.Tensor, z_per_x: int, gen: torch.Generator) -> torch.Tensor:
+    """``(n, z_per_x, d)`` outputs of T with noise from ``gen``."""
+    tr = setup.trainer
+    saved, tr.generator = tr.generator, gen
+    try:
+        return tr.push(x, z_per_x)
+    finally:
+        tr.generator = saved
+
+
+def evaluate(setup: ToySetup, train_seconds: float, n_eval: int = 4096, z_eval: int = 16,
+             sinkhorn_eps: float = 0.05, emd_max_iter: int = 10_000_000, seed: int = 0) -> dict:
+    """Every toy metric on ``n_eval`` fresh samples (see README, toy stage)."""
+    gen = torch.Generator().manual_seed(seed + TOY_EVAL)
+    src, tgt, cost = setup.source, setup.target, setup.cost
+    x = src(n_eval, gen)
+    y1, y2, y3 = (tgt(n_eval, gen) for _ in range(3))
+    stochastic = setup.trainer.noise is not None
+    # one pass of z_eval draws per input serves T(x,z), E_z T(x,z) and Var_z T(x,z)
+    draws = _push(setup, x, z_eval if stochastic else 1, gen)
+    tx, mean_tx = draws[:, 0], draws.mean(1)
+
+    out: dict[str, float] = {}
+    out["not_cost"] = float(cost.ground(x, tx).mean())
+    M = cost.pairwise(x, y1)
+    plan, exact, emd_s = dot.emd(M, emd_max_iter)
+    out["ot_cost_exact"] = exact
+    out["cost_ratio"] = out["not_cost"] / exact if exact > 0 else float("nan")
+    reg = sinkhorn_eps * float(M.mean())
+    out["ot_cost_sinkhorn"], sk_s = dot.sinkhorn_cost(M, reg)
+    out["sinkhorn_reg"] = reg
+    t0 = time.perf_counter()
+    out["w2_pushforward"] = dot.w2(tx, y2, emd_max_iter)
+    out["w2_noise_floor"] = dot.w2(y3, y2, emd_max_iter)
+    emd_s += time.perf_counter() - t0
+    bary = dot.barycentric_map(plan, y1)
+    out["bary_gap"] = float(((mean_tx.double().numpy() - bary) ** 2).sum(1).mean())
+    if isinstance(src, Gaussian) and isinstance(tgt, Gaussian):
+        A, b = dot.gaussian_map(src.mean, src.cov, tgt.mean, tgt.cov)
+        t_star = x.double().numpy() @ A + b
+        var_q = float(np.trace(tgt.cov))
+        out["l2_uvp"] = dot.l2_uvp(mean_tx, t_star, var_q)
+        out["l2_uvp_discrete"] = dot.l2_uvp(bary, t_star, var_q)
+        if cost.name in ("strong", "weak"):
+            unit = torch.zeros(1, x.shape[1], dtype=torch.float64)
+            unit[0, 0] = 1.0
+            scale = float(cost.pairwise(torch.zeros_like(unit), unit))  # c(0, e1) = factor
+            out["ot_cost_closed_form"] = scale * dot.gaussian_w2_squared(src.mean, src.cov, tgt.mean, tgt.cov)
+    if stochastic:
+        out["cond_var"] = float(draws.double().var(1).sum(-1).mean())
+    if tgt.modes is not None:
+        out["modes_covered"] = modes_covered(tgt, tx)
+    out["train_seconds"] = float(train_seconds)
+    out["emd_seconds"] = emd_s
+    out["sinkhorn_seconds"] = sk_s
+    return out
+
+
+def modes_covered(target: Sampler, y: torch.Tensor) -> float:
+    """Fraction of the target's modes that receive at least half of their share of ``y``."""
+    idx = target.assign_modes(y)
+    frac = torch.bincount(idx, minlength=len(target.mode_weights)).double() / len(y)
+    return float((frac >= 0.5 * target.mode_weights.double()).double().mean())
+
+
+def plot_samples(setup: ToySetup, n_plot: int = 1024, n_batch: int = 64, n_fixed: int = 5,
+                 n_draws: int = 64, seed: int = 0, emd_max_iter: int = 10_000_000) -> dict[str, np.ndarray]:
+    """Arrays for the figures: scatter, batch transport vs the emd plan, one-to-many."""
+    gen = torch.Generator().manual_seed(seed + TOY_PLOT)
+    x, y = setup.source(n_plot, gen), setup.target(n_plot, gen)
+    tx = _push(setup, x, 1, gen)[:, 0]
+    xb, yb = setup.source(n_batch, gen), setup.target(n_batch, gen)
+    txb = _push(setup, xb, 1, gen)[:, 0]
+    plan, _, _ = dot.emd(setup.cost.pairwise(xb, yb), emd_max_iter)
+    out = {"x": x, "y": y, "tx": tx, "xb": xb, "txb": txb, "yb": yb, "plan": plan}
+    if setup.trainer.noise is not None:
+        x_fixed = setup.source(n_fixed, gen)
+        out["x_fixed"] = x_fixed
+        out["ys_fixed"] = _push(setup, x_fixed, n_draws, gen)
+    return {k: (v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in out.items()}

@@ -1,0 +1,107 @@
+"""benchmarks/train_speed.py: the reference loop and our trainer compute the same losses.
+
+The benchmark is only meaningful if speed is not bought with a different
+computation: from the same initial weights, on identical batches and noise, the
+authors'-style reference loop and :class:`notpipe.trainer.NOTTrainer` must give
+the same per-step T and f losses in fp32. Tiny sizes; a few seconds in all.
+"""
+
+import importlib.util
+import json
+import sys
+
+import pytest
+import torch
+from conftest import REPO
+
+
+def _load():
+    name = "train_speed_bench"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "train_speed.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ts = _load()
+
+TINY = dict(size=16, batch=4, k_t=2, t_base=4, t_depth=2, f_nf=4, f_max=8, n_images=32)
+TINY_ARGS = ["--size", "16", "--batch", "4", "--k-t", "2", "--t-base", "4", "--t-depth", "2",
+             "--f-nf", "4", "--f-max", "8", "--n-images", "32", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("cost,z", [("strong", 1), ("weak", 3)])
+def test_losses_agree_with_reference(cost, z):
+    sz = ts.Sizes(**TINY, cost=cost, z_size=z, gamma=0.66 if cost == "weak" else 0.0)
+    cpu = torch.device("cpu")
+    init = ts.initial_weights(sz)
+    # with the reference's NCHW layout and Adam implementation ours computes the same numbers
+    same = ts.check_losses(sz, 2, cpu, init, ts.Opts(fused_adam=False, channels_last=False))
+    assert len(same["rows"]) == 2
+    assert same["max_rel_diff"] < 1e-6, same["rows"]
+    # the losses move between steps, so the check compares more than the initial state
+    assert same["rows"][0]["loss_f_ref"] != same["rows"][-1]["loss_f_ref"]
+    # channels-last kernels and fused Adam differ in the last bit only (measured <= 2.5e-5 on the
+    # T loss, <= 1.6e-5 absolute on the f loss, a difference of two means, at the CPU preset)
+    fused = ts.check_losses(sz, 2, cpu, init, ts.Opts(fused_adam=True, channels_last=True))
+    assert fused["max_rel_loss_t"] < 1e-4, fused["rows"]
+    assert fused["max_abs_diff"] < 1e-4, fused["rows"]
+
+
+def test_check_detects_a_different_computation():
+    """The check is sharp: the authors' eval-mode BatchNorm in the f-step changes the f loss."""
+    sz = ts.Sizes(**TINY)
+    init = ts.initial_weights(sz)
+    g = torch.Generator().manual_seed(1)
+    batches = [ts.to_float(torch.randint(0, 256, (4, 16, 16, 3), generator=g, dtype=torch.uint8))
+               for _ in range(4)]
+    dev = torch.device("cpu")
+    logs = {}
+    for bn in (False, True):
+        rx, ry = ts.Replay(batches[:3]), ts.Replay(batches[3:])
+        ref = ts.Reference(sz, init, dev, ts._ReplaySampler(rx, dev), ts._ReplaySampler(ry, dev), authors_bn=bn)
+        logs[bn] = ref.run(1)[0]
+    assert logs[False][0] == pytest.approx(logs[True][0], rel=1e-6)  # T-steps: same (f has no BatchNorm)
+    assert abs(logs[False][1] - logs[True][1]) > 1e-6 * abs(logs[False][1])  # f-step: T's BN mode differs
+
+
+def test_flops_formula_and_images_per_step():
+    sz = ts.Sizes(**TINY, cost="weak", z_size=3, gamma=0.5)
+    init = ts.initial_weights(sz)
+    fl = ts.flops_per_step(sz, init["T_mod"], init["f_mod"])
+    ft, ff = fl["T_forward_per_image"], fl["f_forward_per_image"]
+    assert ft > 0 and ff > 0
+    assert fl["per_f_step"] == 2 * 4 * 3 * (3 * ft + 2 * ff) + 4 * ft + 2 * 4 * 3 * ff
+    assert sz.images_per_step == 4 * (2 * 3 + 1)
+    assert sz.data_per_step == 4 * (2 + 2)
+
+
+def test_ablation_variants_flip_one_option_at_a_time():
+    opts = ts.Opts(precision="bf16", channels_last=False, compile=False)
+    cpu = ts.ablation_variants(opts, torch.device("cpu"), with_compile=False)
+    labels = [label for label, _ in cpu]
+    assert not any("bf16" in s for s in labels)  # CUDA-only
+    assert not any("compile" in s for s in labels)
+    for _, var in cpu:
+        diff = [k for k in ts.asdict(opts) if getattr(var, k) != getattr(opts, k)]
+        assert len(diff) == 1
+    gpu = ts.ablation_variants(opts, torch.device("cuda"), with_compile=True)
+    assert {"-bf16 autocast", "+torch.compile", "+channels_last", "-fused Adam"} <= {lb for lb, _ in gpu}
+
+
+def test_main_runs_and_writes_json(tmp_path):
+    out = tmp_path / "speed.json"
+    res = ts.main([*TINY_ARGS, "--cost", "weak", "--z-size", "2", "--steps", "1", "--warmup", "1",
+                   "--check-losses", "1", "--threads", "1", "--loader-seconds", "0.1", "--out", str(out)])
+    data = json.loads(out.read_text())
+    for key in ("date", "device", "torch", "options", "sizes", "reference", "ours", "loader", "flops",
+                "ratio_ours_over_reference", "check_losses"):
+        assert key in data, key
+    assert data["ours"]["images_per_s"] == pytest.approx(data["ours"]["f_steps_per_s"] * 4 * (2 * 2 + 1))
+    assert data["options"]["precision"] == "fp32"  # bf16 is CUDA-only
+    assert data["loader"]["ratio_vs_trainer_data"] > 0
+    assert res["check_losses_same_adam"]["max_rel_diff"] < 1e-6
+    assert res["check_losses"]["max_abs_diff"] < 1e-4

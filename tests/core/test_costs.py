@@ -1,0 +1,83 @@
+import pytest
+import torch
+
+from notpipe.core.costs import (
+    GammaSchedule,
+    KernelEnergy,
+    StrongQuadratic,
+    WeakQuadratic,
+    make_cost,
+)
+
+
+def g():
+    return torch.Generator().manual_seed(0)
+
+
+def test_strong_scalings():
+    x, y = torch.randn(8, 3, 4, 4, generator=g()), torch.randn(8, 3, 4, 4, generator=g())
+    s_sum, s_mean = StrongQuadratic("sum"), StrongQuadratic("mean")
+    sq = ((x - y) ** 2).flatten(1).sum(1)
+    assert torch.allclose(s_sum.ground(x, y), 0.5 * sq)
+    assert torch.allclose(s_mean.ground(x, y), sq / 48)
+    # per-pixel mean scaling is F.mse_loss, the authors' image cost
+    assert torch.allclose(s_mean(x, y.unsqueeze(1)).mean(), torch.nn.functional.mse_loss(y, x))
+    assert torch.allclose(s_sum.pairwise(x[:3], y[:2]).float()[1, 0], s_sum.ground(x[1:2], y[:1])[0])
+
+
+def test_weak_cost_matches_definition_in_expectation():
+    # C(x, mu) = 1/2 E|x-y|^2 - gamma/2 Var(mu); mu = N(m, s^2 I) in d dims
+    d, gamma, m, s = 3, 0.4, 2.0, 0.7
+    x = torch.zeros(20000, d)
+    ys = m + s * torch.randn(20000, 4, d, generator=g())
+    est = WeakQuadratic(gamma, 4)(x, ys).mean()
+    exact = 0.5 * (d * m ** 2 + d * s ** 2) - gamma / 2 * d * s ** 2
+    assert abs(float(est) - exact) < 0.03
+    # gamma = 0 with a point mass equals the strong cost
+    ys0 = torch.ones(5, 4, d)
+    assert torch.allclose(WeakQuadratic(0.0, 4)(torch.zeros(5, d), ys0), StrongQuadratic()(torch.zeros(5, d), ys0[:, :1]))
+
+
+def test_kernel_cost_matches_definition_and_has_finite_grad_at_collapse():
+    d, gamma = 2, 0.5
+    x = torch.zeros(20000, d)
+    ys = torch.randn(20000, 4, d, generator=g())
+    est = KernelEnergy(gamma, 4)(x, ys).mean()
+    ref_y = torch.randn(400000, d, generator=g())
+    e_xy = ref_y.norm(dim=1).mean()
+    e_yy = (ref_y[:200000] - ref_y[200000:]).norm(dim=1).mean()
+    exact = 0.5 * e_xy - gamma / 2 * 0.5 * e_yy
+    assert abs(float(est - exact)) < 0.02
+    ys = torch.zeros(3, 4, d, requires_grad=True)  # every draw identical: |y - y'| = 0
+    KernelEnergy(gamma, 4)(torch.zeros(3, d), ys).sum().backward()
+    assert torch.isfinite(ys.grad).all()
+
+
+def test_make_cost_and_validation():
+    assert isinstance(make_cost({"name": "strong"}), StrongQuadratic)
+    c = make_cost({"name": "weak", "gamma": 0.66, "z_size": 8, "scaling": "mean"})
+    assert (c.gamma_max, c.z_size, c.scaling, c.stochastic) == (0.66, 8, "mean", True)
+    assert isinstance(make_cost({"name": "kernel", "gamma": 0.3}), KernelEnergy)
+    with pytest.raises(ValueError, match="ill-posed"):
+        WeakQuadratic(1.2)
+    with pytest.raises(ValueError, match="unknown cost 'energy'"):
+        make_cost({"name": "energy"})
+
+
+def test_gamma_schedule_linear_warmup():
+    s = GammaSchedule(0.66, 25000)
+    assert s(0) == 0 and abs(s(12500) - 0.33) < 1e-12 and s(25000) == 0.66 and s(10 ** 6) == 0.66
+    assert GammaSchedule(0.5, 0)(0) == 0.5
+
+
+@pytest.mark.parametrize("z", [1, 3])
+@pytest.mark.parametrize("scaling", ["sum", "mean"])
+def test_fused_batch_mean_equals_definition(z, scaling):
+    c = StrongQuadratic(scaling)
+    x = torch.randn(6, 5, generator=g())
+    ys = torch.randn(6, z, 5, generator=g()).requires_grad_()
+    fused = c.batch_mean(x, ys)
+    (gf,) = torch.autograd.grad(fused, ys)
+    plain = c(x, ys).mean()
+    (gp,) = torch.autograd.grad(plain, ys)
+    assert torch.allclose(fused, plain) and torch.allclose(gf, gp)

@@ -1,0 +1,67 @@
+"""notpipe.evaluate on a tiny trained map: rows, smoke labels, attributes, curve and summary."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import tiny_image_run
+
+from notpipe import evaluate
+from notpipe import train as images
+from notpipe.config import validate_config
+
+EV = validate_config({"eval": {"feature_extractor": "random", "lpips_backbone": "random", "n_test": 6,
+                               "batch": 3, "fid_z_draws": 2, "lpips_inputs": 3, "lpips_samples": 3}})["eval"]
+
+
+@pytest.fixture(scope="module")
+def trained(shapes_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    run = tiny_image_run(cost={"name": "weak", "gamma": 0.5, "z_size": 2}, snapshot_every=2)
+    images.train(run, "r", shapes_data, out, progress=False)
+    return out, run
+
+
+def test_snapshot_rows_are_labelled_and_complete(trained, shapes_data, tmp_path):
+    out, run = trained
+    ref = evaluate.reference("shapes_squares", 16, shapes_data, tmp_path, EV)
+    df = evaluate.evaluate_snapshot(images.snapshot_path(out, 4), shapes_data, ref, EV, save_images=tmp_path / "png")
+    t = df[df["map"] == "T"].set_index("metric")
+    assert {"fid", "kid", "transport_cost", "lpips_content", "lpips_diversity", "attr_centroid_px"} <= set(t.index)
+    assert t.loc["fid", "smoke"] and t.loc["fid", "extractor"] == "random_seed0_smoke"
+    assert t.loc["lpips_diversity", "extractor"] == "lpips_alex_random_smoke"
+    assert t.loc["fid", "n_images"] == 6 and pd.notna(t.loc["fid", "std"])  # 2 z-draws: mean +- std
+    assert t.loc["transport_cost", "value"] > 0 and t.loc["lpips_diversity", "value"] >= 0
+    ident = df[(df["map"] == "identity") & (df.metric == "attr_centroid_px")].value.item()
+    rand = df[(df["map"] == "random_target") & (df.metric == "attr_centroid_px")].value.item()
+    oracle = df[(df["map"] == "oracle") & (df.metric == "attr_fill_out")].value.item()
+    assert ident == 0 and rand > 1 and oracle > 0.95  # the optimal map draws squares
+    assert len(list((tmp_path / "png").glob("*.png"))) == 6
+    # deterministic evaluation: same snapshot, same numbers
+    again = evaluate.evaluate_snapshot(images.snapshot_path(out, 4), shapes_data, ref, EV)
+    assert np.allclose(again.value.to_numpy(float), df.value.to_numpy(float), equal_nan=True)
+
+
+def test_curve_and_summary_keep_published_numbers_apart(tmp_path, repo):
+    rows = []
+    for step, fid in ((2, 50.0), (4, 40.0)):
+        for metric, v in (("fid", fid), ("transport_cost", 0.1)):
+            rows.append({"run": "hs", "step": step, "metric": metric, "map": "T", "value": v, "std": 0.5,
+                         "n_images": 10, "extractor": "legacy_pytorch", "smoke": False, "seconds": 1.0})
+    paths = []
+    for step in (2, 4):
+        p = tmp_path / f"s{step}.csv"
+        pd.DataFrame([r for r in rows if r["step"] == step]).to_csv(p, index=False)
+        paths.append(p)
+    curve = evaluate.curve(paths)
+    assert curve.fid.tolist() == [50.0, 40.0]
+    metrics = tmp_path / "m.csv"
+    pd.DataFrame([r for r in rows if r["step"] == 4]).to_csv(metrics, index=False)
+    runs = {"hs": {"source": "handbag", "target": "shoes", "cost": {"name": "weak"}, "image_size": 128}}
+    s = evaluate.summary([metrics], runs, repo / "workflow/resources/published_fid.csv").iloc[0]
+    assert s.fid == 40.0 and s.fid_std == 0.5
+    assert s.published_fid == 13.45 and s.published_fid_std == 0.12 and s.published_image_size == 64
+    assert "authors' notebooks" in s.published_source
+    # smoke numbers are never put beside published ones
+    pd.DataFrame([dict(r, smoke=True) for r in rows if r["step"] == 4]).to_csv(metrics, index=False)
+    s = evaluate.summary([metrics], runs, repo / "workflow/resources/published_fid.csv").iloc[0]
+    assert pd.isna(s.published_fid) and "smoke" in s.published_source

@@ -1,0 +1,62 @@
+"""The package layout (issue 12): subpackages mirror the rule files, torch stays out of
+table jobs, the schema ships inside the wheel, and conventions live in one place."""
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+PKG = REPO / "src" / "notpipe"
+
+
+def test_subpackages_mirror_the_rule_files_and_modules_stay_small():
+    rules = {p.stem for p in (REPO / "workflow" / "rules").glob("*.smk")} - {"common"}
+    packages = {p.parent.name for p in PKG.glob("*/__init__.py")}
+    assert {"data", "toy", "train", "evaluate", "report"} <= rules & packages
+    assert len(list(PKG.glob("*.py"))) <= 8  # the package top level
+    for path in PKG.rglob("*.py"):
+        assert len(path.read_text().splitlines()) <= 400, path
+
+
+def test_table_and_report_modules_do_not_import_torch():
+    code = ("import sys; import notpipe.evaluate.aggregate, notpipe.report, notpipe.report.tables, "
+            "notpipe.data.download, notpipe.stage, notpipe.paths, notpipe.seeds; "
+            "from notpipe.evaluate import curve, summary; from notpipe.report import compile_pdf; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_sampler_names_are_one_list():
+    from notpipe.config import PLANAR_SAMPLERS, load_schema
+    from notpipe.toy.samplers import SAMPLERS
+
+    enum = load_schema()["$defs"]["sampler"]["properties"]["name"]["enum"]
+    assert set(enum) == set(SAMPLERS) and PLANAR_SAMPLERS <= set(SAMPLERS)
+
+
+@pytest.mark.slow
+def test_schema_loads_from_an_installed_wheel(tmp_path):
+    """`pip install .` (not editable) into a fresh venv, then validate configs/toy.yaml from elsewhere."""
+    env = tmp_path / "venv"
+    venv.create(env, with_pip=True, system_site_packages=False)
+    py = env / "bin" / "python"
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(REPO)], check=True, capture_output=True, text=True)
+    assert (target / "notpipe" / "config" / "schema.yaml").is_file()
+    # the fresh venv has no dependencies: give it ours, but the notpipe package from the wheel
+    deps = [p for p in sys.path if p.endswith("site-packages")]
+    code = ("import sys, yaml, notpipe.config as c; assert 'src' not in c.__file__, c.__file__; "
+            f"cfg = c.load_config({str(REPO / 'configs' / 'toy.yaml')!r}); print(cfg['suite'])")
+    env_vars = {"PYTHONPATH": ":".join([str(target), *deps]), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([str(py), "-S", "-c", "import site; site.main(); " + code], cwd=tmp_path,
+                         capture_output=True, text=True, env=env_vars)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == yaml.safe_load((REPO / "configs" / "toy.yaml").read_text())["suite"]
+    assert not Path(target / "notpipe" / "config" / "__init__.py").read_text().count("parents[")
