@@ -3,7 +3,7 @@
 Preprocessing: a generated image-folder zip of JPEGs (default 2000 images at
 256x256, like CelebA/DTD photos) and an iGAN-style hdf5 zip, prepared to 128 px
 with 1 and ``--threads`` workers (decode + crop + resize + split + write).
-Loader: :class:`notpipe.loader.ImageSampler` drawing random batches of 64 from
+Loader: :class:`notpipe.data.loader.ImageSampler` drawing random batches of 64 from
 the prepared uint8 memmap and returning float tensors in [-1, 1] (what the
 trainer receives), plus the bare uint8 gather.
 

@@ -7,7 +7,7 @@ extractor: the pytorch-fid architecture; no weights needed), CPU. Contenders:
 * clean-fid folder path: ``cleanfid.fid.get_folder_features`` on a folder of
   PNGs (the feature pass ``compute_fid`` runs per folder), ``num_workers=0``,
   with a plain NCHW extractor (= stock clean-fid) and with ours (channels-last);
-* ours: ``notpipe.fid.feature_stats`` streaming float tensors in [-1, 1] (what
+* ours: ``notpipe.evaluate.fid.feature_stats`` streaming float tensors in [-1, 1] (what
   the eval stage feeds), with clean-fid's per-image resizer or the batched one,
   and streaming uint8 NHWC arrays (reference statistics).
 

@@ -12,9 +12,9 @@ weights) with the same batch size, K_T and cost on the same synthetic data
   ``X.repeat`` + a noise channel + ``mse(X, mean_z T) + (1-γ-1/Z)·var_z T``, one
   f-step on fresh X and Y, ``.item()`` logging every step and
   ``gc.collect(); torch.cuda.empty_cache()`` three times per step, as they do;
-* **ours** -- :class:`notpipe.trainer.NOTTrainer` built like
-  :func:`notpipe.images.build` (``build_models``, ``make_adam(..., "torch")`` =
-  fused Adam, :class:`notpipe.loader.ImageSampler` over a uint8 memmap, device
+* **ours** -- :class:`notpipe.core.trainer.NOTTrainer` built like
+  :func:`notpipe.train.build` (``build_models``, ``make_adam(..., "torch")`` =
+  fused Adam, :class:`notpipe.data.loader.ImageSampler` over a uint8 memmap, device
   loss buffer read once per ``log_every`` steps, optional bf16 autocast,
   channels-last and ``torch.compile``).
 
@@ -34,7 +34,7 @@ two agree bit for bit on CPU). ``--ablation`` also times the reference without i
 ``gc.collect()`` calls, to show how much of the gap they are.
 
 FLOPs per f-step (``F_T``, ``F_f``: forward FLOPs of T and f for one image from
-:func:`notpipe.image_models.conv_flops`; conv + linear multiply-adds x 2;
+:func:`notpipe.train.models.conv_flops`; conv + linear multiply-adds x 2;
 backward = 2 x forward when weight and input gradients are both needed,
 1 x forward when only input gradients are, as for frozen f in the T-steps)::
 
@@ -143,17 +143,17 @@ STEPS = {("cpu", "strong"): (40, 3), ("cpu", "weak"): (15, 2),
 class Opts:
     """Our trainer's speed options (each a switch for the ablation)."""
 
-    precision: str = "bf16"       # bf16 autocast (CUDA only, as notpipe.images)
+    precision: str = "bf16"       # bf16 autocast (CUDA only, as notpipe.train)
     channels_last: bool = True    # channels-last weights and batches
     fused_adam: bool = True       # make_adam(..., "torch") = Adam(fused=True); off: Adam(foreach=False)
     compile: bool = False         # torch.compile of T and f
     host_sync_free: bool = True   # losses stay on the device (log_every=100); off: log_every=1
     prefetch: bool = True         # ImageSampler (uint8 memmap -> pinned -> device, float on device);
     #                               off: the reference's float host tensor -> .to(device)
-    cpu_bf16: bool = False        # exploratory: keep bf16 autocast on CPU (notpipe.images never does)
+    cpu_bf16: bool = False        # exploratory: keep bf16 autocast on CPU (notpipe.train never does)
 
     def effective(self, device: torch.device) -> "Opts":
-        """What actually applies on ``device`` (bf16 is CUDA-only, as in notpipe.images)."""
+        """What actually applies on ``device`` (bf16 is CUDA-only, as in notpipe.train)."""
         keep = device.type == "cuda" or self.cpu_bf16
         return replace(self, precision=self.precision if keep else "fp32")
 
@@ -452,7 +452,7 @@ class Reference:
 
 def build_ours(sz: Sizes, opts: Opts, init: dict, device: torch.device, arrays: dict | None = None,
                float_data: dict | None = None, log_every: int = 100, replay: dict | None = None) -> NOTTrainer:
-    """Our trainer, put together as :func:`notpipe.images.build` does, with the speed switches.
+    """Our trainer, put together as :func:`notpipe.train.build` does, with the speed switches.
 
     ``replay`` (``{"x", "y", "z"}`` of :class:`Replay`) replaces the samplers and the noise
     (loss check); otherwise ``arrays`` (uint8 memmaps) or, with ``prefetch`` off, ``float_data``.
@@ -494,7 +494,7 @@ def build_ours(sz: Sizes, opts: Opts, init: dict, device: torch.device, arrays: 
 # ----------------------------------------------------------------------------- measurements
 
 def initial_weights(sz: Sizes) -> dict:
-    """The one initialisation both contenders start from (as notpipe.images.build: seed, build_models)."""
+    """The one initialisation both contenders start from (as notpipe.train.build: seed, build_models)."""
     torch.manual_seed(sz.seed)
     cost = make_cost({"name": sz.cost, "gamma": sz.gamma, "z_size": sz.z_size, "scaling": "mean"})
     model = {"t_base": sz.t_base, "t_depth": sz.t_depth, "f_nf": sz.f_nf, "f_max": sz.f_max,
@@ -674,7 +674,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=1, help="timed repetitions per contender; the fastest counts")
     ap.add_argument("--precision", choices=["bf16", "fp32"], default="bf16", help="ours (autocast, CUDA only)")
     ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                    help="ours: channels-last weights and batches (default: on, as notpipe.images)")
+                    help="ours: channels-last weights and batches (default: on, as notpipe.train)")
     ap.add_argument("--fused-adam", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False)
     ap.add_argument("--host-sync-free", action=argparse.BooleanOptionalAction, default=True,
@@ -682,7 +682,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--prefetch", action=argparse.BooleanOptionalAction, default=True,
                     help="ours: uint8 ImageSampler (off: the reference's float host tensor + .to)")
     ap.add_argument("--cpu-bf16", action="store_true",
-                    help="exploratory: bf16 autocast on CPU too (notpipe.images uses fp32 on CPU)")
+                    help="exploratory: bf16 autocast on CPU too (notpipe.train uses fp32 on CPU)")
     ap.add_argument("--ablation", action="store_true",
                     help="also run ours with each option flipped, one at a time (table)")
     ap.add_argument("--ablation-compile", action="store_true",
@@ -736,7 +736,7 @@ def ablation_variants(opts: Opts, device: torch.device, with_compile: bool) -> l
             continue
         if key == "precision":
             if device.type != "cuda" and not opts.cpu_bf16:
-                continue  # bf16 autocast is CUDA-only in notpipe.images
+                continue  # bf16 autocast is CUDA-only in notpipe.train
             new = replace(opts, precision="fp32" if opts.precision == "bf16" else "bf16")
             label = f"{'-' if opts.precision == 'bf16' else '+'}{LABELS[key]}"
         else:

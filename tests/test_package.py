@@ -1,6 +1,7 @@
 """The package layout (issue 12): subpackages mirror the rule files, torch stays out of
 table jobs, the schema ships inside the wheel, and conventions live in one place."""
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -46,9 +47,13 @@ def test_schema_loads_from_an_installed_wheel(tmp_path):
     env = tmp_path / "venv"
     venv.create(env, with_pip=True, system_site_packages=False)
     py = env / "bin" / "python"
-    target = tmp_path / "site"
+    target, source = tmp_path / "site", tmp_path / "source"  # build from a copy: nothing is written to the repo
+    source.mkdir()
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(REPO)], check=True, capture_output=True, text=True)
+                    "--target", str(target), str(source)], check=True, capture_output=True, text=True)
     assert (target / "notpipe" / "config" / "schema.yaml").is_file()
     # the fresh venv has no dependencies: give it ours, but the notpipe package from the wheel
     deps = [p for p in sys.path if p.endswith("site-packages")]

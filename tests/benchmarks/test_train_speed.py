@@ -2,7 +2,7 @@
 
 The benchmark is only meaningful if speed is not bought with a different
 computation: from the same initial weights, on identical batches and noise, the
-authors'-style reference loop and :class:`notpipe.trainer.NOTTrainer` must give
+authors'-style reference loop and :class:`notpipe.core.trainer.NOTTrainer` must give
 the same per-step T and f losses in fp32. Tiny sizes; a few seconds in all.
 """
 

@@ -90,7 +90,7 @@ toy.train(exp, {out!r} + '/model.pt', {out!r} + '/log.csv', progress=False)
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     out = str(tmp_path / "killed")
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(tests=os.path.dirname(__file__), out=out)])
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(tests=os.path.dirname(os.path.dirname(__file__)), out=out)])
     deadline = time.time() + 60
     ck = tmp_path / "killed" / "checkpoints"
     while time.time() < deadline and len(ckpt.list_checkpoints(ck)) < 2:

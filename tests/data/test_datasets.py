@@ -1,4 +1,4 @@
-"""notpipe.datasets: the registry, config overrides, source resolution and config checks."""
+"""notpipe.data.datasets: the registry, config overrides, source resolution and config checks."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""notpipe.download against a real HTTP server on 127.0.0.1 (no mocks, no internet)."""
+"""notpipe.data.download against a real HTTP server on 127.0.0.1 (no mocks, no internet)."""
 
 from __future__ import annotations
 

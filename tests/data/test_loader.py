@@ -1,4 +1,4 @@
-"""notpipe.loader: random batches from a prepared memmap, as the trainer's sampler."""
+"""notpipe.data.loader: random batches from a prepared memmap, as the trainer's sampler."""
 
 import json
 
@@ -47,4 +47,5 @@ def test_to_float_channels_last():
     u = torch.randint(0, 256, (2, 4, 4, 3), dtype=torch.uint8)
     x = to_float(u, channels_last=True)
     assert x.is_contiguous(memory_format=torch.channels_last)
-    assert x[0, :, 0, 0].tolist() == pytest.approx((u[0, 0, 0].float() / 127.5 - 1).tolist())
+    # the one-pass conversion may differ from this formula by one float32 ulp
+    assert x[0, :, 0, 0].tolist() == pytest.approx((u[0, 0, 0].float() / 127.5 - 1).tolist(), abs=1e-6)

@@ -1,4 +1,4 @@
-"""notpipe.prepare: decoding, cropping, skipping bad images, splits, byte-identical outputs."""
+"""notpipe.data.prepare: decoding, cropping, skipping bad images, splits, byte-identical outputs."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""notpipe.shapes: the synthetic discs -> squares pair and its attribute measurement."""
+"""notpipe.data.shapes: the synthetic discs -> squares pair and its attribute measurement."""
 
 import numpy as np
 import pytest

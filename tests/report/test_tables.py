@@ -1,4 +1,4 @@
-"""notpipe.tables and notpipe.report: LaTeX generated from CSVs and config."""
+"""notpipe.report.tables and notpipe.report: LaTeX generated from CSVs and config."""
 
 import pandas as pd
 

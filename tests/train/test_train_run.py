@@ -1,4 +1,4 @@
-"""notpipe.images: the image stage on tiny networks (CPU): every cost, resume, NaN stop."""
+"""notpipe.train: the image stage on tiny networks (CPU): every cost, resume, NaN stop."""
 
 import os
 import signal
@@ -108,7 +108,7 @@ images.train(run, "r", {data!r}, {out!r}, progress=False)
 def test_sigkill_then_resume_equals_uninterrupted(shapes_data, tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(
-        tests=os.path.dirname(__file__), data=str(shapes_data), out=str(out))])
+        tests=os.path.dirname(os.path.dirname(__file__)), data=str(shapes_data), out=str(out))])
     deadline = time.time() + 120
     while time.time() < deadline and len(ckpt.list_checkpoints(out / "checkpoints")) < 2:
         time.sleep(0.02)

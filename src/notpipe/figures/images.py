@@ -1,7 +1,7 @@
-"""Figures of the image stage, in the report's one style (:mod:`notpipe.style`).
+"""Figures of the image stage, in the report's one style (:mod:`notpipe.figures.style`).
 
 Every ``plot_<kind>`` writes ``{stem}.pdf`` and ``{stem}.png`` through
-:func:`notpipe.plots.save_figure` and returns the two paths. Each is
+:func:`notpipe.figures.toy.save_figure` and returns the two paths. Each is
 ``save_figure(figure_<kind>(...), stem)``: the ``figure_<kind>`` builders return
 the open :class:`~matplotlib.figure.Figure` so that tests (or a notebook) can
 inspect labels before anything is written.

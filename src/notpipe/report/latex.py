@@ -1,7 +1,7 @@
 """The LaTeX report: generated include files and the latexmk build.
 
 ``report/main.tex`` only ``\\input``s files written here (lists of generated
-figures, the configuration table, paths) and the tables of :mod:`notpipe.tables`;
+figures, the configuration table, paths) and the tables of :mod:`notpipe.report.tables`;
 :func:`compile_pdf` copies it with its style file into a build folder and runs
 ``latexmk -pdf``. Figures are referenced by the path the rules wrote them to, so
 nothing in the report is typed by hand.

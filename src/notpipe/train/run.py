@@ -1,9 +1,9 @@
 """Image stage: NOT between two prepared image data sets with the one trainer.
 
 ``build`` turns one validated run block (``images.runs.NAME``) into a ready
-:class:`~notpipe.trainer.NOTTrainer`: U-Net T, ResNet_D f, the cost with the
+:class:`~notpipe.core.trainer.NOTTrainer`: U-Net T, ResNet_D f, the cost with the
 authors' per-pixel scaling, Adam (fused), optional MultiStepLR, the γ warm-up,
-and :class:`~notpipe.loader.ImageSampler` s over the memory-mapped train splits.
+and :class:`~notpipe.data.loader.ImageSampler` s over the memory-mapped train splits.
 ``train`` runs it with atomic checkpoints, automatic resume, ``log.csv`` and
 sample grids; ``load_map`` rebuilds a trained map for evaluation.
 """
