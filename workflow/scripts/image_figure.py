@@ -46,7 +46,7 @@ def grid_rows(snapshot: str, data_dir: str, n_inputs: int = N_INPUTS, n_z: int =
     if len(x_np) == 0:
         raise ValueError(f"no source test images under {data_dir} for {snapshot}")
     draws = n_z if setup.trainer.noise is not None else 1
-    ys = images.push_images(setup.trainer, to_float(torch.from_numpy(x_np)), draws, seed)
+    ys = setup.trainer.infer(to_float(torch.from_numpy(x_np)), draws, torch.Generator().manual_seed(seed))
     rows = [x_np] + [to_uint8(ys[:, j]) for j in range(ys.shape[1])]
     return rows, image_plots.grid_labels(len(rows)), state
 

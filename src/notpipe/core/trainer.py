@@ -100,15 +100,33 @@ class NOTTrainer:
     def _draw(self, sampler: Sampler, n: int) -> torch.Tensor:
         return sampler(n, self.generator).to(self.device, non_blocking=True)
 
-    def push(self, x: torch.Tensor, z_per_x: int = 1) -> torch.Tensor:
-        """``T(x, z)`` for ``z_per_x`` fresh draws per input: shape ``(B, Z, *shape)``."""
+    def push(self, x: torch.Tensor, z_per_x: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``T(x, z)`` for ``z_per_x`` fresh draws per input: shape ``(B, Z, *shape)``.
+
+        The one "push x through T" of the package. Training draws z from the training
+        generator on the training device; with ``generator`` (evaluation, grids, figures)
+        z is drawn on the CPU from it, so a fixed seed gives the same z on every device.
+        """
         b = x.shape[0]
         if self.noise is None:
             return self.T(x).unsqueeze(1)
         xr = x.repeat_interleave(z_per_x, dim=0) if z_per_x > 1 else x
-        z = self.noise(b * z_per_x, self.generator, self.device)
+        if generator is None:
+            z = self.noise(b * z_per_x, self.generator, self.device)
+        else:
+            z = self.noise(b * z_per_x, generator, torch.device("cpu")).to(x.device)
         y = self.T(xr, z)
         return y.view(b, z_per_x, *y.shape[1:])
+
+    @torch.no_grad()
+    def infer(self, x: torch.Tensor, z_per_x: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+        """:meth:`push` without gradients, with T in eval mode (BatchNorm running statistics), as float32."""
+        was_training = self.T.training
+        self.T.eval()
+        try:
+            return self.push(x, z_per_x, generator).float()
+        finally:
+            self.T.train(was_training)
 
     @staticmethod
     def _grad_norm(params) -> torch.Tensor:

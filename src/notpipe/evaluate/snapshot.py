@@ -29,7 +29,7 @@ from notpipe.data import shapes
 from notpipe.data.loader import load_split, to_float, to_uint8
 from notpipe.evaluate import fid as fidlib
 from notpipe.evaluate.lpips import build_lpips, lpips_content, lpips_diversity
-from notpipe.train.run import load_map, push_images
+from notpipe.train.run import load_map
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def evaluate_snapshot(path: str | Path, data_dir: str | Path, ref: dict, ev: dic
             nonlocal sq, count
             for b, xb in enumerate(test_split_batches(setup.source_test, ev["n_test"], ev["batch"])):
                 x = to_float(torch.from_numpy(xb)).to(device)
-                y = push_images(tr, x, 1, seed + 1000 * d + b)[:, 0]
+                y = tr.infer(x, 1, torch.Generator().manual_seed(seed + 1000 * d + b))[:, 0]
                 sq += float((y - x).pow(2).mean(dim=(1, 2, 3)).sum())
                 count += len(x)
                 if save_images and d == 0:
@@ -124,12 +124,12 @@ def evaluate_snapshot(path: str | Path, data_dir: str | Path, ref: dict, ev: dic
     # LPIPS on the first lpips_inputs test inputs
     t0 = time.perf_counter()
     xs = to_float(torch.from_numpy(np.array(setup.source_test[: ev["lpips_inputs"]]))).to(device)
-    first = push_images(tr, xs, 1, seed)[:, 0]
+    first = tr.infer(xs, 1, torch.Generator().manual_seed(seed))[:, 0]
     add("lpips_content", lpips_content(_for_lpips(xs), _for_lpips(first), lp), n=len(xs),
         seconds=time.perf_counter() - t0, tag=lpips_tag, smoke=lp.smoke)
     if stochastic:
         t0 = time.perf_counter()
-        sample = lambda xb, m: _for_lpips(push_images(tr, xb, m, seed + 7))  # noqa: E731
+        sample = lambda xb, m: _for_lpips(tr.infer(xb, m, torch.Generator().manual_seed(seed + 7)))  # noqa: E731
         add("lpips_diversity", lpips_diversity(sample, xs, ev["lpips_samples"], lp), n=len(xs),
             seconds=time.perf_counter() - t0, tag=lpips_tag, smoke=lp.smoke)
 

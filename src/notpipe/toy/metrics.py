@@ -18,17 +18,6 @@ from notpipe.toy.samplers import Gaussian, Sampler
 from notpipe.toy.setup import ToySetup
 
 
-@torch.no_grad()
-def _push(setup: ToySetup, x: torch.Tensor, z_per_x: int, gen: torch.Generator) -> torch.Tensor:
-    """``(n, z_per_x, d)`` outputs of T with noise from ``gen``."""
-    tr = setup.trainer
-    saved, tr.generator = tr.generator, gen
-    try:
-        return tr.push(x, z_per_x)
-    finally:
-        tr.generator = saved
-
-
 def evaluate(setup: ToySetup, train_seconds: float, n_eval: int = 4096, z_eval: int = 16,
              sinkhorn_eps: float = 0.05, emd_max_iter: int = 10_000_000, seed: int = 0) -> dict:
     """Every toy metric on ``n_eval`` fresh samples (see README, toy stage)."""
@@ -38,7 +27,7 @@ def evaluate(setup: ToySetup, train_seconds: float, n_eval: int = 4096, z_eval: 
     y1, y2, y3 = (tgt(n_eval, gen) for _ in range(3))
     stochastic = setup.trainer.noise is not None
     # one pass of z_eval draws per input serves T(x,z), E_z T(x,z) and Var_z T(x,z)
-    draws = _push(setup, x, z_eval if stochastic else 1, gen)
+    draws = setup.trainer.infer(x, z_eval if stochastic else 1, gen)
     tx, mean_tx = draws[:, 0], draws.mean(1)
 
     out: dict[str, float] = {}
@@ -89,13 +78,13 @@ def plot_samples(setup: ToySetup, n_plot: int = 1024, n_batch: int = 64, n_fixed
     """Arrays for the figures: scatter, batch transport vs the emd plan, one-to-many."""
     gen = torch.Generator().manual_seed(seed + TOY_PLOT)
     x, y = setup.source(n_plot, gen), setup.target(n_plot, gen)
-    tx = _push(setup, x, 1, gen)[:, 0]
+    tx = setup.trainer.infer(x, 1, gen)[:, 0]
     xb, yb = setup.source(n_batch, gen), setup.target(n_batch, gen)
-    txb = _push(setup, xb, 1, gen)[:, 0]
+    txb = setup.trainer.infer(xb, 1, gen)[:, 0]
     plan, _, _ = dot.emd(setup.cost.pairwise(xb, yb), emd_max_iter)
     out = {"x": x, "y": y, "tx": tx, "xb": xb, "txb": txb, "yb": yb, "plan": plan}
     if setup.trainer.noise is not None:
         x_fixed = setup.source(n_fixed, gen)
         out["x_fixed"] = x_fixed
-        out["ys_fixed"] = _push(setup, x_fixed, n_draws, gen)
+        out["ys_fixed"] = setup.trainer.infer(x_fixed, n_draws, gen)
     return {k: (v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in out.items()}

@@ -102,28 +102,10 @@ def build(run: dict, data_dir: str | Path, device: str | torch.device = "cpu") -
     return ImageSetup(trainer, src["test"], tgt["test"], run, per_step)
 
 
-@torch.no_grad()
-def push_images(trainer: NOTTrainer, x: torch.Tensor, z_per_x: int, seed: int) -> torch.Tensor:
-    """``(B, Z, C, H, W)`` outputs of T in eval mode with noise from a fixed CPU generator."""
-    T, noise = trainer.T, trainer.noise
-    was_training = T.training
-    T.eval()
-    try:
-        if noise is None:
-            return T(x).float().unsqueeze(1)
-        gen = torch.Generator().manual_seed(seed)
-        xr = x.repeat_interleave(z_per_x, dim=0)
-        z = noise(len(xr), gen, torch.device("cpu")).to(x.device)
-        y = T(xr, z).float()
-        return y.view(len(x), z_per_x, *y.shape[1:])
-    finally:
-        T.train(was_training)
-
-
 def save_grid(trainer: NOTTrainer, inputs: np.ndarray, z_per_x: int, path: str | Path, seed: int) -> Path:
     """PNG grid: first row the test inputs, then one row per noise draw ``T(x, z_j)``."""
     x = to_float(torch.from_numpy(np.array(inputs))).to(trainer.device)
-    ys = push_images(trainer, x, z_per_x if trainer.noise is not None else 1, seed)
+    ys = trainer.infer(x, z_per_x if trainer.noise is not None else 1, torch.Generator().manual_seed(seed))
     rows = [to_uint8(x)] + [to_uint8(ys[:, j]) for j in range(ys.shape[1])]
     grid = np.concatenate([np.concatenate(list(r), 1) for r in rows], 0)  # columns = inputs
     with atomic_path(path, suffix=".png") as tmp:
