@@ -120,3 +120,18 @@ def test_sigkill_then_resume_equals_uninterrupted(shapes_data, tmp_path):
     images.train(run, "r", shapes_data, out, progress=False)
     images.train(run, "r", shapes_data, tmp_path / "clean", progress=False)
     assert _same(_weights(out / "final.pt"), _weights(tmp_path / "clean/final.pt"))
+
+
+def test_snapshots_survive_the_deletion_of_the_declared_output_on_resume(shapes_data, tmp_path):
+    # Snakemake deletes a job's outputs (snapshots/ included) before it reruns it; the
+    # kept copies in checkpoints/snapshots/ let the resumed run publish every step again
+    run = tiny_image_run(snapshot_every=2, steps=4)
+    images.train(run, "r", shapes_data, tmp_path, progress=False)
+    assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == ["step_00000002.pt", "step_00000004.pt"]
+    import shutil
+
+    shutil.rmtree(tmp_path / "snapshots")
+    images.train(dict(run, steps=6), "r", shapes_data, tmp_path, progress=False)
+    names = sorted(p.name for p in (tmp_path / "snapshots").iterdir())
+    assert names == ["step_00000002.pt", "step_00000004.pt", "step_00000006.pt"]
+    assert not list(tmp_path.glob(".snapshots.*"))

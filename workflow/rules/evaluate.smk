@@ -25,12 +25,13 @@ rule eval_reference:
 
 rule eval_snapshot:
     input:
-        final=f"{RESULTS}/train/{{run}}/final.pt",
+        snapshots=rules.train.output.snapshots,
         ref=lambda w: refstats_path(RUNS[w.run]["target"], RUNS[w.run]["image_size"]),
     output:
         f"{RESULTS}/eval/{{run}}/steps/step_{{step}}.csv",
     params:
-        snapshot=lambda w: f"{RESULTS}/train/{w.run}/snapshots/step_{w.step}.pt",
+        # derived from the declared input (the train rule's snapshots/ folder)
+        snapshot=lambda w, input: f"{input.snapshots}/step_{w.step}.pt",
         eval=config["eval"],
         data_dir=DATA,
         images=lambda w: L.eval_images(w.run, w.step) if config["eval"]["save_images"] else None,

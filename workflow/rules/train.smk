@@ -9,6 +9,8 @@ rule train:
     output:
         final=f"{RESULTS}/train/{{run}}/final.pt",
         log_csv=f"{RESULTS}/train/{{run}}/log.csv",
+        # T-only snapshots for evaluation (every snapshot_every f-steps and the last)
+        snapshots=directory(L.snapshots("{run}")),
     params:
         run=lambda w: train_params(w.run),
         # grid settings only change the pictures drawn during training: a param derived

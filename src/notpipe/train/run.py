@@ -11,6 +11,8 @@ sample grids; ``load_map`` rebuilds a trained map for evaluation.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +116,43 @@ def save_grid(trainer: NOTTrainer, inputs: np.ndarray, z_per_x: int, path: str |
 
 
 def snapshot_path(out_dir: str | Path, step: int) -> Path:
+    """A published snapshot: ``snapshots/`` is the train rule's declared ``directory()`` output."""
     return Path(out_dir) / "snapshots" / f"step_{step:08d}.pt"
+
+
+def _kept_snapshot(out_dir: Path, step: int) -> Path:
+    """Where training keeps a snapshot until it publishes ``snapshots/``: inside ``checkpoints/``,
+    which Snakemake does not delete before a rerun, so a resumed run keeps its earlier snapshots."""
+    return out_dir / "checkpoints" / "snapshots" / f"step_{step:08d}.pt"
+
+
+def publish_snapshots(out_dir: str | Path, steps: list[int]) -> Path:
+    """Make ``snapshots/`` hold exactly the kept snapshots of ``steps`` (hard links, copies where
+    links are not possible); the folder appears under its name only when complete."""
+    out = Path(out_dir)
+    final, tmp = out / "snapshots", out / f".snapshots.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for step in steps:
+        src = _kept_snapshot(out, step)
+        if not src.is_file():
+            raise FileNotFoundError(f"{src}: snapshot of f-step {step} missing; rerun the training "
+                                    "(its checkpoints were moved or deleted)")
+        try:
+            os.link(src, tmp / src.name)
+        except OSError:
+            shutil.copy2(src, tmp / src.name)
+    if final.exists():
+        old = out / f".snapshots.{os.getpid()}.old"
+        final.rename(old)
+        shutil.rmtree(old)
+    tmp.rename(final)
+    return final
+
+
+def _write_log(history: list[dict], path: Path) -> None:
+    with atomic_path(path, suffix=".csv") as tmp:
+        pd.DataFrame(history).to_csv(tmp, index=False)
 
 
 def snapshot(state: dict, run: dict, name: str, fp: dict) -> dict:
@@ -165,18 +203,19 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
                          ckpt.checkpoint_path(ckpt_dir, t.step))
         ckpt.prune(ckpt_dir, run["keep"])
         if t.step in snapshot_steps(run):
-            ckpt.atomic_save(snapshot(state, run, name, fp), snapshot_path(out, t.step))
-        pd.DataFrame(t.history).to_csv(out / "log.csv", index=False)
+            ckpt.atomic_save(snapshot(state, run, name, fp), _kept_snapshot(out, t.step))
+        _write_log(t.history, out / "log.csv")
 
     out.mkdir(parents=True, exist_ok=True)
     log.info("%s: %s -> %s at %d px, cost %s, device %s, %d images/f-step", name, run["source"],
              run["target"], run["image_size"], tr.cost, tr.device, setup.images_per_step)
     tr.run(run["steps"], on_log=on_log, on_checkpoint=save, checkpoint_every=run["checkpoint_every"],
            progress=progress, desc=name)
-    pd.DataFrame(tr.history).to_csv(out / "log.csv", index=False)
+    _write_log(tr.history, out / "log.csv")
     state = tr.state_dict()
-    if not snapshot_path(out, tr.step).exists():
-        ckpt.atomic_save(snapshot(state, run, name, fp), snapshot_path(out, tr.step))
+    if not _kept_snapshot(out, tr.step).exists():
+        ckpt.atomic_save(snapshot(state, run, name, fp), _kept_snapshot(out, tr.step))
+    publish_snapshots(out, snapshot_steps(run))
     ckpt.atomic_save({"trainer": state, "run": run, "name": name, "fingerprint": fp}, out / "final.pt")
     return setup
 
