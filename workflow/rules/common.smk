@@ -55,13 +55,13 @@ wildcard_constraints:
     step=r"\d{8}",
 
 
-def toy_trajectory(name):
+def get_toy_trajectory(name):
     """What a toy evaluation checks the model against: the block minus keys that do not
     change training (so editing them does not rerun the evaluation)."""
     return fingerprint.trajectory(TOY[name], fingerprint.TOY_FREE)
 
 
-def run_trajectory(run):
+def get_run_trajectory(run):
     """The same for an image run (eval_snapshot and the grid figure check it)."""
     return fingerprint.trajectory(RUNS[run], fingerprint.IMAGE_FREE)
 
@@ -70,7 +70,7 @@ def run_trajectory(run):
 GRID_KEYS = ("grid_every", "grid_inputs", "grid_z")
 
 
-def train_params(run):
+def get_train_params(run):
     """The run block the train job uses, minus the grid keys (passed apart, see train.smk)."""
     return {k: v for k, v in RUNS[run].items() if k not in GRID_KEYS}
 

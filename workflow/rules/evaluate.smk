@@ -35,7 +35,7 @@ rule eval_snapshot:
         eval=config["eval"],
         data_dir=DATA,
         images=lambda w: L.eval_images(w.run, w.step) if config["eval"]["save_images"] else None,
-        run=lambda w: run_trajectory(w.run),
+        run=lambda w: get_run_trajectory(w.run),
     resources:
         gpu=1,
     log:

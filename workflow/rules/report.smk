@@ -24,7 +24,7 @@ for _kind, (_input, _title) in _IMAGE_FIGURES.items():
             data_dir=DATA,
             n_inputs=8,
             n_z=4,
-            run=(lambda w: run_trajectory(w.run)) if _kind == "grid" else None,
+            run=(lambda w: get_run_trajectory(w.run)) if _kind == "grid" else None,
         log:
             f"{LOGS}/figures/images/{{run}}_{_kind}.log",
         conda:

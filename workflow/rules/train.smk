@@ -12,7 +12,7 @@ rule train:
         # T-only snapshots for evaluation (every snapshot_every f-steps and the last)
         snapshots=directory(L.snapshots("{run}")),
     params:
-        run=lambda w: train_params(w.run),
+        run=lambda w: get_train_params(w.run),
         # grid settings only change the pictures drawn during training: a param derived
         # from the output is no rerun trigger, so editing them does not retrain
         grid=lambda w, output: {k: RUNS[w.run][k] for k in GRID_KEYS},
