@@ -16,6 +16,16 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: files get the usual permissions (mkstemp would leave them 0600)
+FILE_MODE = 0o666 & ~_umask()
+
+
 def fsync_dir(folder: str | Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -39,6 +49,7 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, FILE_MODE)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
