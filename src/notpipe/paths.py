@@ -67,7 +67,11 @@ class Layout:
 
     # ---------------------------------------------------------------- data
     def dataset_dir(self, name: str, size: int | str) -> str:
-        return str(self.data / f"{name}_{size}")
+        from notpipe.data.datasets import (
+            dataset_dir,  # the one {name}_{size} convention
+        )
+
+        return str(dataset_dir(self.data, name, size))
 
     def manifest(self, name: str, size: int | str) -> str:
         return f"{self.dataset_dir(name, size)}/manifest.json"

@@ -39,7 +39,7 @@ def test_sampler_is_deterministic_given_the_generator(prepared):
 
 
 def test_missing_manifest_says_how_to_build_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="snakemake .*manifest.json --cores 2"):
+    with pytest.raises(FileNotFoundError, match="snakemake --cores 2 .*manifest.json"):
         load_split(tmp_path / "shoes_128")
 
 

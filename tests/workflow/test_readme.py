@@ -37,6 +37,12 @@ def test_the_readme_shows_its_commands():
     assert any("--configfile configs/toy.yaml" in c for c in COMMANDS)
 
 
+def test_every_command_starts_with_an_option():
+    # so that adding an option right after `snakemake` (-n, -q, -p ...) cannot swallow a target
+    for cmd in COMMANDS:
+        assert shlex.split(cmd)[1].startswith("-"), f"{cmd!r}: put an option before the target"
+
+
 def test_no_word_follows_a_configfile_or_resources_value():
     # both options swallow every following word: a target there is read as a config file
     for cmd in COMMANDS:
@@ -55,7 +61,7 @@ def test_readme_command_dry_runs(cmd, tmp_path):
     words = shlex.split(cmd)[1:]
     inspects = {"--rulegraph", "--lint", "--dag"} & set(words)  # these never run jobs
     if not inspects:
-        words.append("-n")
+        words = ["-n", "-q", "rules", *words]  # options first, as a user adding flags would
     proc = run_snakemake(*words, cwd=tmp_path)  # raises with snakemake's output on failure
     out = proc.stdout + proc.stderr
     assert inspects or "This was a dry-run" in out or "Nothing to be done" in out, out[-2000:]

@@ -1,5 +1,5 @@
 # Data stage: download (resumable, checksummed) -> decode/crop/resize/split -> uint8 .npy + manifest.
-# `snakemake results/data/shoes_128/manifest.json --cores 2` builds just that data set.
+# `snakemake --cores 2 results/data/shoes_128/manifest.json` builds just that data set.
 
 
 rule data_download:

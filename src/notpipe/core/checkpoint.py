@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from notpipe.core import fingerprint
 from notpipe.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -121,8 +122,6 @@ def resume(trainer, ckpt_dir: str | Path, expected: dict, steps: int, name: str,
     ``steps``) log one line naming what differs, move ``ckpt_dir`` and the folders
     in ``aside`` to ``*.stale-<time>/`` and return False: training starts at step 0.
     """
-    from notpipe.core import fingerprint
-
     found = latest_checkpoint(ckpt_dir)
     folders = [ckpt_dir, *aside]
     if found is None:

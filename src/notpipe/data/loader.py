@@ -25,7 +25,7 @@ def load_split(data_dir: str | Path, split: str = "train", mmap: bool = True) ->
     manifest = d / "manifest.json"
     if not manifest.exists():
         raise FileNotFoundError(f"{manifest} missing: build it with "
-                                f"`snakemake {manifest} --cores 2` (data stage)")
+                                f"`snakemake --cores 2 {manifest}` (data stage)")
     files = json.loads(manifest.read_text())["files"]
     return np.load(d / files[split], mmap_mode="r" if mmap else None)
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from notpipe import seeds
 from notpipe.data import shapes
+from notpipe.data.datasets import dataset_dir
 from notpipe.data.loader import load_split, to_float, to_uint8
 from notpipe.evaluate import fid as fidlib
 from notpipe.evaluate.lpips import build_lpips, lpips_content, lpips_diversity
@@ -148,8 +149,8 @@ def evaluate_snapshot(path: str | Path, data_dir: str | Path, ref: dict, ev: dic
 
 def _oracle(run: dict, data_dir, n: int) -> np.ndarray | None:
     size = run["image_size"]
-    src = Path(data_dir) / f"{run['source']}_{size}"
-    tgt = json.loads((Path(data_dir) / f"{run['target']}_{size}" / "manifest.json").read_text())
+    src = dataset_dir(data_dir, run["source"], size)
+    tgt = json.loads((dataset_dir(data_dir, run["target"], size) / "manifest.json").read_text())
     if not (src / "attributes.csv").exists() or not tgt.get("shape"):
         return None
     attrs = pd.read_csv(src / "attributes.csv")
@@ -159,7 +160,7 @@ def _oracle(run: dict, data_dir, n: int) -> np.ndarray | None:
 
 def _is_shapes(run: dict, data_dir) -> bool:
     for side in ("source", "target"):
-        m = Path(data_dir) / f"{run[side]}_{run['image_size']}" / "manifest.json"
+        m = dataset_dir(data_dir, run[side], run["image_size"]) / "manifest.json"
         if json.loads(m.read_text())["format"] != "shapes":
             return False
     return True
@@ -177,7 +178,7 @@ def reference(target: str, size: int, data_dir, cache_dir, ev: dict, device="cpu
               extractor: fidlib.FeatureExtractor | None = None) -> dict:
     """Cached statistics of the target test split (computed once per data set, size and mode)."""
     extractor = extractor or extractor_from_config(ev, device)
-    npy = Path(data_dir) / f"{target}_{size}" / "test.npy"
+    npy = dataset_dir(data_dir, target, size) / "test.npy"
     load_split(npy.parent, "test")  # clear error when the data stage has not run
     key = fidlib.stats_key(target, size, "test", extractor)
     return fidlib.reference_stats(npy, cache_dir, key, extractor, batch_size=ev["batch"], keep_features=ev["kid"])

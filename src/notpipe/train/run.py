@@ -27,6 +27,7 @@ from notpipe.core.costs import Cost, GammaSchedule, make_cost
 from notpipe.core.noise import GaussianNoise, ImageNoise
 from notpipe.core.optim import make_adam
 from notpipe.core.trainer import NOTTrainer
+from notpipe.data.datasets import dataset_dir
 from notpipe.data.loader import ImageSampler, load_split, to_float, to_uint8
 from notpipe.io import atomic_path
 from notpipe.paths import snapshot_steps  # noqa: F401  (part of this API)
@@ -75,8 +76,8 @@ def build(run: dict, data_dir: str | Path, device: str | torch.device = "cpu") -
     seed, size = int(run["seed"]), int(run["image_size"])
     torch.manual_seed(seed)  # network initialisation
     data_dir = Path(data_dir)
-    src = {s: load_split(data_dir / f"{run['source']}_{size}", s) for s in ("train", "test")}
-    tgt = {s: load_split(data_dir / f"{run['target']}_{size}", s) for s in ("train", "test")}
+    src = {s: load_split(dataset_dir(data_dir, run["source"], size), s) for s in ("train", "test")}
+    tgt = {s: load_split(dataset_dir(data_dir, run["target"], size), s) for s in ("train", "test")}
     cost = make_cost(run["cost"])
     T, f, noise = build_models(run["model"], cost, size)
     sp = run["speed"]
@@ -163,7 +164,7 @@ def snapshot(state: dict, run: dict, name: str, fp: dict) -> dict:
 def manifests(run: dict, data_dir: str | Path) -> dict[str, Path]:
     """The manifest.json of the run's source and target data sets."""
     size = run["image_size"]
-    return {side: Path(data_dir) / f"{run[side]}_{size}" / "manifest.json" for side in ("source", "target")}
+    return {side: dataset_dir(data_dir, run[side], size) / "manifest.json" for side in ("source", "target")}
 
 
 def run_fingerprint(run: dict, data_dir: str | Path) -> dict:
