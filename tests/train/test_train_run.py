@@ -61,6 +61,32 @@ def test_train_writes_final_log_and_grids(shapes_data, tmp_path):
         assert torch.equal(a, b)
 
 
+def test_checkpoints_store_model_args_and_old_ones_still_load(shapes_data, tmp_path):
+    """Snapshots carry a small model_args, not the run block; a checkpoint written before
+    model_args (whole run block) still loads; one that cannot be rebuilt fails in one line."""
+    run = tiny_image_run(cost=COSTS[1])
+    images.train(run, "r", shapes_data, tmp_path, progress=False)
+    snap_path = images.snapshot_path(tmp_path, 4)
+    state = ckpt.load(snap_path)
+    assert "run" not in state and set(state["model_args"]) == {*images.MODEL_ARGS, "channels_last"}
+    assert "run" not in ckpt.load(tmp_path / "final.pt")
+    new, _ = images.load_map(snap_path, shapes_data)
+    x = torch.zeros(2, 3, 16, 16)
+    want = new.trainer.infer(x, 2, torch.Generator().manual_seed(0))
+    # the old format: the whole run block (with keys today's schema may no longer have)
+    old = {k: v for k, v in state.items() if k != "model_args"}
+    old["run"] = dict(run, retired_key=1)
+    torch.save(old, tmp_path / "old.pt")
+    old_setup, _ = images.load_map(tmp_path / "old.pt", shapes_data)
+    assert torch.equal(old_setup.trainer.infer(x, 2, torch.Generator().manual_seed(0)), want)
+    # an old checkpoint whose run block lacks what rebuilds T: one line naming the file and the key
+    old["run"] = {k: v for k, v in run.items() if k != "model"}
+    torch.save(old, tmp_path / "broken.pt")
+    with pytest.raises(images.OldCheckpoint, match=r"broken\.pt.*model") as e:
+        images.load_map(tmp_path / "broken.pt", shapes_data)
+    assert "\n" not in str(e.value)
+
+
 def _weights(path):
     st = ckpt.load(path)["trainer"]
     return {f"{p}.{k}": v for p in ("T", "f") for k, v in st[p].items()}

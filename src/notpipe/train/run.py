@@ -66,43 +66,85 @@ class ImageSetup:
     trainer: NOTTrainer
     source_test: np.ndarray
     target_test: np.ndarray
-    run: dict
+    run: dict  # the run block (training) or its model_args (a map loaded for evaluation)
     images_per_step: int
 
 
-def build(run: dict, data_dir: str | Path, device: str | torch.device = "cpu") -> ImageSetup:
-    """Networks, samplers, cost, optimisers and trainer of one image run."""
+#: what a checkpoint needs to rebuild its map (nanoGPT's ``model_args``): a schema change
+#: elsewhere in the run block (optimiser, speed, logging keys) does not touch old snapshots
+MODEL_ARGS = ("source", "target", "image_size", "seed", "cost", "model")
+
+
+def model_args(run: dict) -> dict:
+    """The few values of a run block that rebuild its T: data, size, cost, networks, seed."""
+    missing = [k for k in MODEL_ARGS if k not in run]
+    if missing:
+        raise KeyError(f"run block lacks {', '.join(missing)}: cannot describe its map")
+    return {**{k: run[k] for k in MODEL_ARGS}, "channels_last": bool(run.get("speed", {}).get("channels_last", True))}
+
+
+def build_trainer(run: dict, sample_p, sample_q, device: str | torch.device = "cpu", *,
+                  init: dict | None = None, adam: str = "torch") -> NOTTrainer:
+    """The trainer of one run block on the given samplers (``(n, generator) -> batch``).
+
+    ``init`` (state dicts ``{"T", "f"}``) replaces the seeded initialisation; ``adam``
+    is :func:`~notpipe.core.optim.make_adam`'s ``impl``, or ``"loop"`` for
+    ``torch.optim.Adam(foreach=False)`` (the benchmark's reference setting).
+    """
     device = torch.device(device)
     seed, size = int(run["seed"]), int(run["image_size"])
     torch.manual_seed(seed)  # network initialisation
-    data_dir = Path(data_dir)
-    src = {s: load_split(dataset_dir(data_dir, run["source"], size), s) for s in ("train", "test")}
-    tgt = {s: load_split(dataset_dir(data_dir, run["target"], size), s) for s in ("train", "test")}
     cost = make_cost(run["cost"])
     T, f, noise = build_models(run["model"], cost, size)
+    if init is not None:
+        T.load_state_dict(init["T"])
+        f.load_state_dict(init["f"])
     sp = run["speed"]
-    cuda = device.type == "cuda"
     channels_last = bool(sp["channels_last"])  # faster on CUDA and on CPU (benchmarks/README.md)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     T, f = T.to(device, memory_format=fmt), f.to(device, memory_format=fmt)
     o = run["optim"]
-    opt_t = make_adam(T, o["lr_t"], o["betas"], o["weight_decay"], "torch")
-    opt_f = make_adam(f, o["lr_f"], o["betas"], o["weight_decay"], "torch")
+    if adam == "loop":
+        opt_t, opt_f = (torch.optim.Adam(m.parameters(), o["lr_t" if m is T else "lr_f"], tuple(o["betas"]),
+                                         weight_decay=o["weight_decay"], foreach=False) for m in (T, f))
+    else:
+        opt_t = make_adam(T, o["lr_t"], o["betas"], o["weight_decay"], adam)
+        opt_f = make_adam(f, o["lr_f"], o["betas"], o["weight_decay"], adam)
     sched_t = sched_f = None
     if o["milestones"]:
         sched_t = torch.optim.lr_scheduler.MultiStepLR(opt_t, o["milestones"], o["lr_decay"])
         sched_f = torch.optim.lr_scheduler.MultiStepLR(opt_f, o["milestones"], o["lr_decay"])
     if sp["compile"]:
         T, f = torch.compile(T), torch.compile(f)
-    trainer = NOTTrainer(
-        T, f, cost, ImageSampler(src["train"], device, channels_last),
-        ImageSampler(tgt["train"], device, channels_last), opt_t, opt_f, noise=noise,
+    return NOTTrainer(
+        T, f, cost, sample_p, sample_q, opt_t, opt_f, noise=noise,
         k_t=run["k_t"], batch=run["batch"], device=device, sched_t=sched_t, sched_f=sched_f,
         gamma_schedule=GammaSchedule(cost.gamma_max, run["cost"].get("gamma_warmup", 0)),
         generator=torch.Generator().manual_seed(seed), log_every=run["log_every"],
-        autocast_dtype=torch.bfloat16 if sp["precision"] == "bf16" and cuda else None, grad_norms=True)
-    per_step = run["batch"] * (run["k_t"] * cost.z_size + 1)  # images through T per f-step
-    return ImageSetup(trainer, src["test"], tgt["test"], run, per_step)
+        autocast_dtype=torch.bfloat16 if sp["precision"] == "bf16" and device.type == "cuda" else None,
+        grad_norms=True)
+
+
+def _splits(args: dict, data_dir: str | Path) -> tuple[dict, dict]:
+    """``{"train", "test"}`` memory-mapped arrays of the source and of the target data set."""
+    size = int(args["image_size"])
+    return tuple({s: load_split(dataset_dir(data_dir, args[side], size), s) for s in ("train", "test")}
+                 for side in ("source", "target"))
+
+
+def build(run: dict, data_dir: str | Path, device: str | torch.device = "cpu") -> ImageSetup:
+    """Networks, samplers, cost, optimisers and trainer of one image run."""
+    device = torch.device(device)
+    src, tgt = _splits(run, data_dir)
+    cl = bool(run["speed"]["channels_last"])
+    trainer = build_trainer(run, ImageSampler(src["train"], device, cl), ImageSampler(tgt["train"], device, cl),
+                            device)
+    return ImageSetup(trainer, src["test"], tgt["test"], run, images_per_step(run))
+
+
+def images_per_step(run: dict) -> int:
+    """Images through T per f-step: ``batch * (K_T * |Z_x| + 1)``."""
+    return run["batch"] * (run["k_t"] * make_cost(run["cost"]).z_size + 1)
 
 
 def save_grid(trainer: NOTTrainer, inputs: np.ndarray, z_per_x: int, path: str | Path, seed: int) -> Path:
@@ -157,8 +199,9 @@ def _write_log(history: list[dict], path: Path) -> None:
 
 
 def snapshot(state: dict, run: dict, name: str, fp: dict) -> dict:
-    """What evaluation needs of a checkpoint: T (+ BatchNorm statistics), the run and its fingerprint."""
-    return {"T": state["T"], "step": state["step"], "run": run, "name": name, "fingerprint": fp}
+    """What evaluation needs of a checkpoint: T (+ BatchNorm statistics), its model_args and fingerprint."""
+    return {"T": state["T"], "step": state["step"], "model_args": model_args(run), "name": name,
+            "fingerprint": fp}
 
 
 def manifests(run: dict, data_dir: str | Path) -> dict[str, Path]:
@@ -200,7 +243,7 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
 
     def save(t: NOTTrainer) -> None:
         state = t.state_dict()
-        ckpt.atomic_save({"trainer": state, "run": run, "name": name, "fingerprint": fp},
+        ckpt.atomic_save({"trainer": state, "model_args": model_args(run), "name": name, "fingerprint": fp},
                          ckpt.checkpoint_path(ckpt_dir, t.step))
         ckpt.prune(ckpt_dir, run["keep"])
         if t.step in snapshot_steps(run):
@@ -217,26 +260,46 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
     if not _kept_snapshot(out, tr.step).exists():
         ckpt.atomic_save(snapshot(state, run, name, fp), _kept_snapshot(out, tr.step))
     publish_snapshots(out, snapshot_steps(run))
-    ckpt.atomic_save({"trainer": state, "run": run, "name": name, "fingerprint": fp}, out / "final.pt")
+    ckpt.atomic_save({"trainer": state, "model_args": model_args(run), "name": name, "fingerprint": fp}, out / "final.pt")
     return setup
+
+
+class OldCheckpoint(ValueError):
+    """A checkpoint whose map cannot be rebuilt (no model_args, and its run block lacks keys)."""
+
+
+def stored_model_args(state: dict, path: str | Path) -> dict:
+    """``model_args`` of a checkpoint; those written before model_args existed carry the whole run
+    block instead, from which the same values are taken."""
+    if "model_args" in state:
+        return state["model_args"]
+    try:
+        return model_args(state["run"])
+    except KeyError as e:
+        raise OldCheckpoint(f"{path}: neither model_args nor a usable run block ({e.args[0]}); retrain it, or "
+                            f"add model_args with notpipe.train.model_args(run) and torch.save") from None
 
 
 def load_map(path: str | Path, data_dir: str | Path, device: str | torch.device = "cpu",
              expected: dict | None = None) -> tuple[ImageSetup, dict]:
-    """Rebuild a run from a snapshot, a checkpoint or ``final.pt`` (T loaded, in eval mode).
+    """Rebuild a trained map from a snapshot, a checkpoint or ``final.pt`` (T loaded, in eval mode).
 
-    With ``expected`` (the run block to evaluate), a map trained by another configuration
-    or on other prepared arrays raises :class:`~notpipe.fingerprint.FingerprintMismatch`.
+    Only the stored ``model_args`` and the data sets' test splits are used. With ``expected``
+    (the run block to evaluate), a map trained by another configuration or on other prepared
+    arrays raises :class:`~notpipe.fingerprint.FingerprintMismatch`.
     """
     state = ckpt.load(path)
     if expected is not None:
         fingerprint.require(state, run_fingerprint(expected, data_dir), path)
-    run = dict(state["run"])
-    run["speed"] = {**run["speed"], "compile": False}
-    setup = build(run, data_dir, device)
-    if "trainer" in state:
-        setup.trainer.load_state_dict(state["trainer"])
-    else:
-        setup.trainer.T.load_state_dict(state["T"])
-    setup.trainer.T.eval()
-    return setup, state
+    args = stored_model_args(state, path)
+    device = torch.device(device)
+    torch.manual_seed(int(args["seed"]))
+    cost = make_cost(args["cost"])
+    T, f, noise = build_models(args["model"], cost, int(args["image_size"]))
+    T.load_state_dict(state["trainer"]["T"] if "trainer" in state else state["T"])
+    fmt = torch.channels_last if args["channels_last"] else torch.contiguous_format
+    T = T.to(device, memory_format=fmt).eval()
+    # a trainer without samplers or optimisers: evaluation only pushes inputs through T
+    trainer = NOTTrainer(T, f, cost, None, None, None, None, noise=noise, device=device, batch=1, log_every=1)
+    src, tgt = _splits(args, data_dir)
+    return ImageSetup(trainer, src["test"], tgt["test"], args, images_per_step=0), state  # 0: not training
