@@ -16,51 +16,13 @@ import resource
 import time
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from notpipe import toy
+from notpipe.benchmarks.reference import toy_loop as reference_loop
 from notpipe.config import validate_config
 
 EXP = {"source": {"name": "gaussian", "dim": 2}, "target": {"name": "moons"},
        "cost": {"name": "strong"}, "batch": 64, "k_t": 10, "seed": 0}
-
-
-def reference_loop(steps: int, batch: int = 64, k_t: int = 10, hidden: int = 100, seed: int = 0) -> float:
-    """The plain loop; returns seconds."""
-    torch.manual_seed(seed)
-
-    def mlp(i, o):
-        return nn.Sequential(nn.Linear(i, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                             nn.Linear(hidden, o))
-
-    T, f = mlp(2, 2), mlp(2, 1)
-    opt_t = torch.optim.Adam(T.parameters(), lr=1e-4, weight_decay=1e-10)
-    opt_f = torch.optim.Adam(f.parameters(), lr=1e-4, weight_decay=1e-10)
-    from notpipe.toy.samplers import make_sampler
-    P, Q = make_sampler({"name": "gaussian", "dim": 2}), make_sampler({"name": "moons"})
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        for p in f.parameters():
-            p.requires_grad_(False)
-        for _ in range(k_t):
-            X = P(batch)
-            TX = T(X)
-            loss_t = F.mse_loss(X, TX) - f(TX).mean()
-            opt_t.zero_grad()
-            loss_t.backward()
-            opt_t.step()
-        for p in f.parameters():
-            p.requires_grad_(True)
-        X, Y = P(batch), Q(batch)
-        with torch.no_grad():
-            TX = T(X)
-        loss_f = f(TX).mean() - f(Y).mean()
-        opt_f.zero_grad()
-        loss_f.backward()
-        opt_f.step()
-        _ = loss_t.item(), loss_f.item()  # the usual per-step logging sync
-    return time.perf_counter() - t0
 
 
 def ours(steps: int, impl: str = "flat") -> float:

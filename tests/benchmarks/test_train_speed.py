@@ -1,4 +1,5 @@
-"""benchmarks/train_speed.py: the reference loop and our trainer compute the same losses.
+"""notpipe.benchmarks (what benchmarks/train_speed.py runs): the reference loop and our trainer
+compute the same losses.
 
 The benchmark is only meaningful if speed is not bought with a different
 computation: from the same initial weights, on identical batches and noise, the
@@ -6,27 +7,18 @@ authors'-style reference loop and :class:`notpipe.core.trainer.NOTTrainer` must 
 the same per-step T and f losses in fp32. Tiny sizes; a few seconds in all.
 """
 
-import importlib.util
 import json
+import subprocess
 import sys
+from dataclasses import asdict
 
 import pytest
 import torch
 from conftest import REPO
 
-
-def _load():
-    name = "train_speed_bench"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "train_speed.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ts = _load()
+from notpipe.benchmarks import image as ts
+from notpipe.benchmarks.reference import ImageReference, Replay, ReplaySampler
+from notpipe.data.loader import to_float
 
 TINY = dict(size=16, batch=4, k_t=2, t_base=4, t_depth=2, f_nf=4, f_max=8, n_images=32)
 TINY_ARGS = ["--size", "16", "--batch", "4", "--k-t", "2", "--t-base", "4", "--t-depth", "2",
@@ -56,13 +48,13 @@ def test_check_detects_a_different_computation():
     sz = ts.Sizes(**TINY)
     init = ts.initial_weights(sz)
     g = torch.Generator().manual_seed(1)
-    batches = [ts.to_float(torch.randint(0, 256, (4, 16, 16, 3), generator=g, dtype=torch.uint8))
+    batches = [to_float(torch.randint(0, 256, (4, 16, 16, 3), generator=g, dtype=torch.uint8))
                for _ in range(4)]
     dev = torch.device("cpu")
     logs = {}
     for bn in (False, True):
-        rx, ry = ts.Replay(batches[:3]), ts.Replay(batches[3:])
-        ref = ts.Reference(sz, init, dev, ts._ReplaySampler(rx, dev), ts._ReplaySampler(ry, dev), authors_bn=bn)
+        rx, ry = Replay(batches[:3]), Replay(batches[3:])
+        ref = ImageReference(sz, init, dev, ReplaySampler(rx, dev), ReplaySampler(ry, dev), authors_bn=bn)
         logs[bn] = ref.run(1)[0]
     assert logs[False][0] == pytest.approx(logs[True][0], rel=1e-6)  # T-steps: same (f has no BatchNorm)
     assert abs(logs[False][1] - logs[True][1]) > 1e-6 * abs(logs[False][1])  # f-step: T's BN mode differs
@@ -86,16 +78,21 @@ def test_ablation_variants_flip_one_option_at_a_time():
     assert not any("bf16" in s for s in labels)  # CUDA-only
     assert not any("compile" in s for s in labels)
     for _, var in cpu:
-        diff = [k for k in ts.asdict(opts) if getattr(var, k) != getattr(opts, k)]
+        diff = [k for k in asdict(opts) if getattr(var, k) != getattr(opts, k)]
         assert len(diff) == 1
     gpu = ts.ablation_variants(opts, torch.device("cuda"), with_compile=True)
     assert {"-bf16 autocast", "+torch.compile", "+channels_last", "-fused Adam"} <= {lb for lb, _ in gpu}
 
 
-def test_main_runs_and_writes_json(tmp_path):
+def test_script_runs_and_writes_json(tmp_path):
+    """The command line as a user runs it (a subprocess, not the script loaded by path)."""
     out = tmp_path / "speed.json"
-    res = ts.main([*TINY_ARGS, "--cost", "weak", "--z-size", "2", "--steps", "1", "--warmup", "1",
-                   "--check-losses", "1", "--threads", "1", "--loader-seconds", "0.1", "--out", str(out)])
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_speed.py"), *TINY_ARGS, "--cost",
+                           "weak", "--z-size", "2", "--steps", "1", "--warmup", "1", "--check-losses", "1",
+                           "--threads", "1", "--loader-seconds", "0.1", "--out", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ours / reference:" in proc.stdout
     data = json.loads(out.read_text())
     for key in ("date", "device", "torch", "options", "sizes", "reference", "ours", "loader", "flops",
                 "ratio_ours_over_reference", "check_losses"):
@@ -103,5 +100,30 @@ def test_main_runs_and_writes_json(tmp_path):
     assert data["ours"]["images_per_s"] == pytest.approx(data["ours"]["f_steps_per_s"] * 4 * (2 * 2 + 1))
     assert data["options"]["precision"] == "fp32"  # bf16 is CUDA-only
     assert data["loader"]["ratio_vs_trainer_data"] > 0
-    assert res["check_losses_same_adam"]["max_rel_diff"] < 1e-6
-    assert res["check_losses"]["max_abs_diff"] < 1e-4
+    assert data["check_losses_same_adam"]["max_rel_diff"] < 1e-6
+    assert data["check_losses"]["max_abs_diff"] < 1e-4
+
+
+def test_ours_is_the_library_trainer(tmp_path):
+    """The benchmark times notpipe.train.build_trainer's trainer, not a copy of it, and each
+    switch changes what it says."""
+    from notpipe.train import run as train_run
+
+    sz = ts.Sizes(**TINY)
+    arrays = ts.synthetic(sz, tmp_path)
+    calls = []
+    real = train_run.build_trainer
+    try:
+        train_run.build_trainer = lambda *a, **k: calls.append(k) or real(*a, **k)
+        ts.build_trainer = train_run.build_trainer
+        fused = ts.build_ours(sz, ts.Opts(), ts.initial_weights(sz), torch.device("cpu"), arrays)
+        loop = ts.build_ours(sz, ts.Opts(fused_adam=False, channels_last=False, host_sync_free=False),
+                             ts.initial_weights(sz), torch.device("cpu"), arrays)
+    finally:
+        train_run.build_trainer = ts.build_trainer = real
+    assert [k["adam"] for k in calls] == ["torch", "loop"]
+    assert fused.opt_t.defaults["fused"] and not loop.opt_t.defaults["fused"]
+    assert loop.opt_t.defaults["foreach"] is False
+    w = next(p for p in fused.T.parameters() if p.dim() == 4)
+    assert w.is_contiguous(memory_format=torch.channels_last)
+    assert (fused.log_every, loop.log_every) == (100, 1)
