@@ -33,6 +33,32 @@ def test_table_and_report_modules_do_not_import_torch():
     assert out.strip() == "False"
 
 
+def test_figure_and_table_scripts_run_without_torch(tmp_path):
+    """A figure or table job never imports torch: run the real scripts on small inputs with
+    ``-X importtime`` and look for torch among the imports (figures through the one
+    stage.entry convention, like every other script)."""
+    import pandas as pd
+
+    log = tmp_path / "log.csv"
+    pd.DataFrame({"step": [1, 2, 3], "loss_t": [1.0, 0.5, 0.2], "loss_f": [0.1, 0.2, 0.1],
+                  "cost": [0.3, 0.2, 0.1], "gamma": [0.5, 0.5, 0.5]}).to_csv(log, index=False)
+    metrics = tmp_path / "a" / "metrics.csv"
+    metrics.parent.mkdir()
+    pd.DataFrame({"metric": ["w2"], "value": [1.0]}).to_csv(metrics, index=False)
+    scripts = REPO / "workflow" / "scripts"
+    jobs = [[scripts / "toy_figure.py", "--kind", "losses", "--input", log, "--out", tmp_path / "t.pdf"],
+            [scripts / "image_figure.py", "--kind", "losses", "--input", log, "--out", tmp_path / "i.pdf"],
+            [scripts / "toy_table.py", "--kind", "summary", "--input", metrics, "--out", tmp_path / "s.csv"]]
+    for job in jobs:
+        r = subprocess.run([sys.executable, "-X", "importtime", *map(str, job)], capture_output=True,
+                           text=True, timeout=300, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
+        imported = {ln.rsplit("|", 1)[-1].strip() for ln in r.stderr.splitlines() if "import time:" in ln}
+        assert "torch" not in imported, job[0].name
+        assert "matplotlib" in imported or job[0].name == "toy_table.py"
+    assert (tmp_path / "t.png").is_file() and (tmp_path / "i.png").is_file() and (tmp_path / "s.csv").is_file()
+
+
 def test_sampler_names_are_one_list():
     from notpipe.config import PLANAR_SAMPLERS, load_schema
     from notpipe.toy.samplers import SAMPLERS

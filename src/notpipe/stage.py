@@ -38,29 +38,14 @@ def _stderr_to(path: str | None):
             sys.stderr = old
 
 
-@contextlib.contextmanager
-def logged(path: str | None, what: str = "stage"):
-    """Send logging and stderr to ``path`` (stderr when None); log a failure before re-raising.
-
-    Torch-free, so figure scripts can use it without importing torch.
-    """
-    if not path:
-        setup_logging()
-    with _stderr_to(path):
-        try:
-            yield
-        except Exception:
-            logging.getLogger("notpipe").exception("%s failed", what)
-            raise
-
-
 def entry(main: Callable[..., object], parser: argparse.ArgumentParser,
           from_snakemake: Callable[[object], dict], smk=None, threads: int | None = None,
           torch_threads: bool = True) -> None:
     """Run ``main`` with arguments from Snakemake (``smk``) or the command line.
 
-    ``torch_threads=False``: the script does not use torch (tables, summaries), so
-    torch is not imported at all (about 2 s per job).
+    ``torch_threads=False``: the script does not use torch (tables, summaries, figures),
+    so torch is not imported at all (about 2 s per job). Every stage script ends in
+    this call: one convention for logs, threads and the command line.
     """
     if smk is not None:
         log = smk.log[0] if len(smk.log) else None

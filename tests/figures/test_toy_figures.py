@@ -59,6 +59,9 @@ def test_one_to_many_needs_fixed_draws(tmp_path):
 def test_losses(tmp_path, gamma_varies):
     plots.plot_losses(_log(gamma_varies), tmp_path / "losses", "losses")
     _check(tmp_path / "losses")
+    # one loss figure for the shared log.csv schema: toy and image runs draw the same
+    from notpipe.figures import images, losses
+    assert plots.plot_losses is losses.plot_losses is images.plot_losses
 
 
 @pytest.mark.parametrize("gammas", [[1.0, 0.0, 0.1, 0.01], [0.3, 0.1, 0.2]])

@@ -15,14 +15,12 @@ Command line: python workflow/scripts/image_figure.py --kind losses \
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 from notpipe.seeds import FIGURE_GRID
+from notpipe.stage import entry  # torch-free; only the grid kind imports torch, inside grid_rows
 
-# No notpipe.stage.entry (it imports torch, ~2 s): only the grid needs torch.
 log = logging.getLogger("notpipe.image_figure")
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 KINDS = ("grid", "losses", "fid_curve", "tradeoff", "throughput")  # image_plots.plot_<kind>
 GRID_SEED = FIGURE_GRID  # noise of the grid's T(x, z_j) draws
@@ -116,13 +114,4 @@ def _from_snakemake(smk) -> dict:
 
 
 if __name__ == "__main__":
-    if "snakemake" in globals():
-        smk = snakemake  # noqa: F821
-        from notpipe.stage import logged
-
-        with logged(smk.log[0] if len(smk.log) else None, "figure"):
-            main(**_from_snakemake(smk))
-    else:
-        args = _parser().parse_args()
-        logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stderr, force=True)
-        main(**vars(args))
+    entry(main, _parser(), _from_snakemake, globals().get("snakemake"), torch_threads=False)

@@ -12,11 +12,10 @@ Command line: python workflow/scripts/toy_figure.py --kind scatter \
 
 import argparse
 import logging
-import sys
 
-# Not notpipe.stage.entry: that imports torch (~2 s) and a figure needs none of it.
+from notpipe.stage import entry  # torch-free: a figure job never imports torch (~2 s)
+
 log = logging.getLogger("notpipe.toy_figure")
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 KINDS = ("scatter", "transport", "one_to_many", "losses", "gamma_sweep")  # plots.plot_<kind>
 
@@ -55,14 +54,9 @@ def _parser():
     return p
 
 
-if __name__ == "__main__":
-    if "snakemake" in globals():
-        from notpipe.stage import logged
+def _from_snakemake(smk) -> dict:
+    return dict(kind=smk.params.kind, inputs=list(smk.input), out_pdf=smk.output.pdf, title=smk.params.title)
 
-        with logged(snakemake.log[0], "figure"):  # noqa: F821
-            main(snakemake.params.kind, list(snakemake.input),  # noqa: F821
-                 snakemake.output.pdf, snakemake.params.title)  # noqa: F821
-    else:
-        args = _parser().parse_args()
-        logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stderr, force=True)
-        main(args.kind, args.inputs, args.out_pdf, args.title)
+
+if __name__ == "__main__":
+    entry(main, _parser(), _from_snakemake, globals().get("snakemake"), torch_threads=False)

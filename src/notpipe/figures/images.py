@@ -17,15 +17,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from notpipe.figures import style
-from notpipe.figures.toy import (  # also selects the Agg backend and applies the style
-    PNG_DPI,
-    save_figure,
-)
+from notpipe.figures.canvas import PNG_DPI, numeric, save_figure, step_axis  # Agg backend, style
+from notpipe.figures.losses import figure_losses, plot_losses  # noqa: F401  (plot_<kind> of image_figure.py)
 
 FID_LABEL = "FID"
 #: the axis label of smoke FIDs (a line break after "smoke:" so that it fits a short panel)
@@ -48,14 +46,6 @@ def is_smoke(df: pd.DataFrame) -> bool:
     return bool(s.astype(str).str.strip().str.lower().isin(["true", "1", "1.0", "yes"]).any())
 
 
-def _num(df: pd.DataFrame, col: str) -> np.ndarray | None:
-    """Column as floats, or None when absent or entirely missing."""
-    if col not in df:
-        return None
-    v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-    return v if np.isfinite(v).any() else None
-
-
 def _title(title: str, smoke: bool) -> str:
     return f"{title}{SMOKE_SUFFIX}" if smoke and not title.endswith(SMOKE_SUFFIX) else title
 
@@ -69,11 +59,6 @@ def _cost_colors(costs) -> dict:
         else:
             out[c], extra = spare[extra % len(spare)], extra + 1
     return out
-
-
-def _step_axis(ax: plt.Axes) -> None:
-    ax.set_xlabel("f-step")
-    ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 5), useMathText=True)
 
 
 # --------------------------------------------------------------------- grid
@@ -152,66 +137,6 @@ def plot_grid(grid_rows: list[np.ndarray], row_labels: list[str], stem: str | Pa
     return save_figure(figure_grid(grid_rows, row_labels, title), stem)
 
 
-# --------------------------------------------------------------------- losses
-def figure_losses(log: pd.DataFrame, title: str) -> plt.Figure:
-    """T and f losses, the cost term (γ on a twin axis when it varies) and gradient norms."""
-    log = log.sort_values("step")
-    step = log["step"].to_numpy(dtype=float)
-    gamma = _num(log, "gamma")
-    show_gamma = gamma is not None and not np.allclose(gamma[np.isfinite(gamma)],
-                                                       gamma[np.isfinite(gamma)][0])
-    norms = {k: v for k, v in (("T", _num(log, "grad_norm_t")), ("f", _num(log, "grad_norm_f")))
-             if v is not None}
-    n = 3 if norms else 2
-    fig, axes = plt.subplots(1, n, figsize=style.figsize("two", 0.3), sharex=True)
-
-    ax = axes[0]
-    for col, label, c in (("loss_t", "T loss", style.BLUE), ("loss_f", "f loss", style.ORANGE)):
-        v = _num(log, col)
-        if v is not None:
-            ax.plot(step, v, color=c, label=label)
-    ax.axhline(0, color=NEUTRAL, lw=0.5, alpha=0.4)
-    ax.set_ylabel("loss")
-    ax.set_title("losses")
-    ax.legend(loc="best")
-
-    ax = axes[1]
-    cost = _num(log, "cost")
-    if cost is not None:
-        ax.plot(step, cost, color=style.GREEN, label="cost")
-    ax.set_ylabel("mean $C(x, T(x, z))$")
-    ax.set_title("cost term")
-    if show_gamma:
-        ax2 = ax.twinx()
-        ax2.plot(step, gamma, color=style.PURPLE, ls="--", label="γ")
-        ax2.set_ylabel("γ", color=style.PURPLE)
-        ax2.tick_params(axis="y", colors=style.PURPLE)
-        ax2.spines["right"].set_visible(True)
-        ax2.spines["right"].set_color(style.PURPLE)
-        ax2.grid(False)
-        ax2.set_ylim(bottom=0)
-        ax.set_title("cost term and γ")
-
-    if norms:
-        ax = axes[2]
-        for (k, v), c in zip(norms.items(), (style.BLUE, style.ORANGE)):
-            ok = np.isfinite(v) & (v > 0)
-            ax.plot(step[ok], v[ok], color=c, label=f"‖∇{k}‖")
-        ax.set_yscale("log")
-        ax.set_ylabel("gradient norm")
-        ax.set_title("gradient norms")
-        ax.legend(loc="best")
-    for ax in axes:
-        _step_axis(ax)
-    fig.suptitle(title)
-    return fig
-
-
-def plot_losses(log: pd.DataFrame, stem: str | Path, title: str) -> tuple[Path, Path]:
-    """Write the training curves of a ``log.csv`` (see :func:`figure_losses`)."""
-    return save_figure(figure_losses(log, title), stem)
-
-
 # --------------------------------------------------------------------- FID curve
 def figure_fid_curve(curve: pd.DataFrame, title: str) -> plt.Figure:
     """FID and transport cost against the f-step of each evaluated snapshot (one line per run)."""
@@ -223,14 +148,14 @@ def figure_fid_curve(curve: pd.DataFrame, title: str) -> plt.Figure:
                               ("transport_cost", COST_LABEL, axes[1])):
         for i, r in enumerate(runs):
             d = curve if r is None else curve[curve["run"] == r]
-            v = _num(d, col)
+            v = numeric(d, col)
             if v is None:
                 continue
             ok = np.isfinite(v)
             ax.plot(d["step"].to_numpy(dtype=float)[ok], v[ok], "o-",
                     color=style.PALETTE[i % (len(style.PALETTE) - 1)], label=r)
         ax.set_ylabel(ylabel)
-        _step_axis(ax)
+        step_axis(ax)
         if not ax.lines:
             ax.text(0.5, 0.5, f"no {col} values", transform=ax.transAxes, ha="center", va="center")
     axes[0].set_title("FID" + (" (smoke)" if smoke else "") + " vs. training")
@@ -259,7 +184,7 @@ def _published(summary: pd.DataFrame) -> list[dict]:
     ``published (authors' notebooks, {px})``, followed by ``: NOT {cost}, {task}``
     when there is more than one reference.
     """
-    fid = _num(summary, "published_fid")
+    fid = numeric(summary, "published_fid")
     if fid is None:
         return []
     refs: dict[tuple, dict] = {}
@@ -267,7 +192,7 @@ def _published(summary: pd.DataFrame) -> list[dict]:
         row = summary.iloc[[i]]
         if not np.isfinite(v) or is_smoke(row):
             continue
-        size = _num(row, "published_image_size")
+        size = numeric(row, "published_image_size")
         px = f"{int(size[0])} px" if size is not None else "size unknown"
         cost = _costs(row)[0]
         task = f"{row['source'].iloc[0]}→{row['target'].iloc[0]}" if {"source", "target"} <= set(row) else ""
@@ -294,8 +219,8 @@ def figure_tradeoff(summary: pd.DataFrame, title: str) -> plt.Figure:
     """
     smoke = is_smoke(summary)
     fig, ax = plt.subplots(figsize=style.figsize("two", 0.42))
-    fid, tc = _num(summary, "fid"), _num(summary, "transport_cost")
-    std = _num(summary, "fid_std")
+    fid, tc = numeric(summary, "fid"), numeric(summary, "transport_cost")
+    std = numeric(summary, "fid_std")
     costs = _costs(summary)
     colors = _cost_colors(costs)
     names = summary["run"].astype(str).tolist() if "run" in summary else [""] * len(summary)
@@ -358,7 +283,7 @@ def throughput_table(logs: dict[str, pd.DataFrame]) -> pd.DataFrame:
         used = log.iloc[1:] if len(log) >= 3 else log
         med = {}
         for col in ("images_per_s", "steps_per_s"):
-            v = _num(used, col)
+            v = numeric(used, col)
             med[col] = float(np.nanmedian(v)) if v is not None else np.nan
         rows.append({"run": name, **med, "rows": len(used)})
     return pd.DataFrame(rows, columns=["run", "images_per_s", "steps_per_s", "rows"])

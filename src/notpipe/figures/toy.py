@@ -10,52 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+from matplotlib.collections import LineCollection
 
-matplotlib.use("Agg")
-from . import style  # noqa: E402  (the report's one figure style)
-
-style.apply()
-
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-
-PNG_DPI = 150
+from notpipe.figures import style
+from notpipe.figures.canvas import PNG_DPI, save_figure  # noqa: F401  (Agg backend and style first)
+from notpipe.figures.losses import plot_losses  # noqa: F401  (plot_<kind> of toy_figure.py)
 ALPHA = 0.4
 MARKER = 4  # scatter marker area (points^2)
 GREY = "0.8"
 C_X, C_Y, C_T = style.BLUE, style.ORANGE, style.GREEN
-
-
-def save_figure(fig: plt.Figure, stem: str | Path) -> tuple[Path, Path]:
-    """Write ``fig`` to ``{stem}.pdf`` and ``{stem}.png`` and close it.
-
-    Parameters
-    ----------
-    fig : matplotlib.figure.Figure
-        The figure to save.
-    stem : str or Path
-        Output path without suffix; parent directories are created. The suffix
-        is appended, not substituted, so stems containing dots (``g0.5``) are safe.
-
-    Returns
-    -------
-    (Path, Path)
-        The PDF and PNG paths.
-    """
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    pdf, png = Path(f"{stem}.pdf"), Path(f"{stem}.png")
-    try:
-        # no creation date: re-running a rule gives the same bytes
-        fig.savefig(pdf, metadata={"CreationDate": None})
-        fig.savefig(png, dpi=PNG_DPI)
-    finally:
-        plt.close(fig)
-    return pdf, png
 
 
 # --------------------------------------------------------------------- helpers
@@ -218,51 +185,6 @@ def plot_one_to_many(samples: dict, stem: str | Path, title: str) -> tuple[Path,
     _style(ax, lims, "fixed inputs (stars) and their draws", d, loc="upper left",
            bbox_to_anchor=(1.02, 1), borderaxespad=0)
     fig.suptitle(_title(title, d))
-    return save_figure(fig, stem)
-
-
-def plot_losses(log: pd.DataFrame, stem: str | Path, title: str) -> tuple[Path, Path]:
-    """Training curves: T and f losses, the cost term, and gamma if it changes.
-
-    Parameters
-    ----------
-    log : pandas.DataFrame
-        Columns ``step``, ``loss_t``, ``loss_f``, ``cost``, ``gamma`` (one row per
-        log interval; others are ignored).
-    stem : str or Path
-        Output path without suffix.
-    title : str
-        Figure title.
-    """
-    log = log.sort_values("step")
-    step = log["step"].to_numpy()
-    gamma = log["gamma"].to_numpy(dtype=float) if "gamma" in log else np.array([])
-    show_gamma = gamma.size > 0 and not np.allclose(gamma, gamma[0], equal_nan=True)
-    n = 3 if show_gamma else 2
-    fig, axes = plt.subplots(1, n, figsize=style.figsize("two", 0.4 if n > 1 else 0.6), layout="constrained", sharex=True)
-
-    ax = axes[0]
-    ax.plot(step, log["loss_t"], label="T loss", color=C_T, lw=1.2)
-    ax.plot(step, log["loss_f"], label="f loss", color="tab:purple", lw=1.2)
-    ax.axhline(0, color="0.6", lw=0.6, ls=":")
-    ax.set_title("losses", fontsize="medium")
-    ax.set_ylabel("loss")
-    ax.legend(fontsize="small")
-
-    ax = axes[1]
-    ax.plot(step, log["cost"], color=C_X, lw=1.2)
-    ax.set_title("cost term  mean C(x, T(x, z))", fontsize="medium")
-    ax.set_ylabel("cost")
-
-    if show_gamma:
-        ax = axes[2]
-        ax.plot(step, gamma, color="tab:red", lw=1.2)
-        ax.set_title("gamma schedule", fontsize="medium")
-        ax.set_ylabel("gamma")
-    for ax in axes:
-        ax.set_xlabel("f-step")
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
     return save_figure(fig, stem)
 
 
