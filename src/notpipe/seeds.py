@@ -7,6 +7,8 @@ training stream, and a resumed run sees the same batches.
 
 #: toy metrics (fresh samples of source and target, and z)
 TOY_EVAL = 1_000_003
+#: toy fidelity draws (W2, noise floor, energy distance; independent of the other metrics)
+TOY_FIDELITY = 3 * TOY_EVAL
 #: toy figure arrays (``2 * TOY_EVAL``)
 TOY_PLOT = 2 * TOY_EVAL
 #: image evaluation: z of the FID/LPIPS pushes

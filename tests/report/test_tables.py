@@ -32,6 +32,11 @@ def test_toy_table_rows():
     df = pd.DataFrame([{"experiment": "moons", "not_cost": 0.51, "ot_cost_exact": 0.5, "cost_ratio": 1.02}])
     t = tables.toy_table(df)
     assert "moons & 0.51 & 0.5 & -- & 1.02" in t
+    # the fidelity columns carry their spread over evaluation draws
+    df = df.assign(w2_pushforward=0.2, w2_pushforward_std=0.01, w2_noise_floor=0.1, w2_noise_floor_std=0.005,
+                   w2_over_floor=2.0, w2_over_floor_std=0.1, energy_distance=0.0012, energy_distance_ci95=0.0003)
+    t = tables.toy_table(df)
+    assert r"0.2 $\pm$ 0.01 & 0.1 $\pm$ 0.005 & 2 $\pm$ 0.1 & 1.2 $\pm$ 0.3" in t
 
 
 def test_config_table_and_figure_lists():

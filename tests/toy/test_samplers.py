@@ -52,6 +52,18 @@ def test_whitened_swissroll_is_standardised():
     x = make_sampler({"name": "swissroll", "whiten": True})(100_000, g(5))
     assert torch.allclose(x.mean(0), torch.zeros(2), atol=0.02)
     assert torch.allclose(x.std(0), torch.ones(2), atol=0.02)
+    # full-covariance (ZCA) whitening as the authors: the raw roll's correlation (~0.09) is gone
+    assert abs(float(torch.corrcoef(x.T)[0, 1])) < 0.01
+    raw = make_sampler({"name": "swissroll"})(100_000, g(5))
+    assert float(torch.corrcoef(raw.T)[0, 1]) > 0.05
+
+
+def test_whitened_8gaussians_is_the_authors_target():
+    s = make_sampler({"name": "8gaussians", "whiten": True})
+    assert s.modes.norm(dim=1) == pytest.approx([12 / 73**0.5] * 8, abs=1e-5)  # radius 1.4045
+    assert s.noise == pytest.approx(1 / 73**0.5)  # std 0.1170
+    x = s(200_000, g(6)).double()
+    assert torch.allclose(torch.cov(x.T), torch.eye(2, dtype=torch.float64), atol=0.02)
 
 
 def test_mode_assignment_recovers_modes():

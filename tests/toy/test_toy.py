@@ -33,6 +33,27 @@ def test_evaluate_stochastic_metrics_and_mode_coverage():
     assert m["cond_var"] >= 0 and 0 <= m["modes_covered"] <= 1
 
 
+def test_fidelity_has_a_spread_over_draws_and_energy_distance_tells_maps_apart():
+    """W2, floor and W2/floor are means over independent draws with a std; the energy
+    distance is ~0 for a map that already gives the target and clearly > 0 otherwise."""
+    from notpipe.toy.metrics import energy_distance
+
+    exp = tiny_experiment(source={"name": "gaussian", "dim": 2}, target={"name": "gaussian", "dim": 2}, steps=1)
+    setup = toy.build(exp)
+    m = toy.evaluate(setup, 0.0, n_eval=256, z_eval=2, eval_draws=4)
+    assert m["eval_draws"] == 4
+    for key in ("w2_pushforward", "w2_noise_floor", "w2_over_floor", "energy_distance"):
+        assert np.isfinite([m[key], m[f"{key}_std"], m[f"{key}_ci95"]]).all(), key
+        assert m[f"{key}_std"] > 0 and m[f"{key}_ci95"] == pytest.approx(1.96 * m[f"{key}_std"] / 2)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2000, 2, generator=g), torch.randn(2000, 2, generator=g)
+    same = energy_distance(a, b)
+    assert abs(same) < 5e-3 and energy_distance(a, b + 0.3) > 10 * abs(same)
+    # a different evaluation seed gives other draws (so the spread is a real one)
+    m2 = toy.evaluate(setup, 0.0, n_eval=256, z_eval=2, eval_draws=4, seed=1)
+    assert m2["w2_noise_floor"] != m["w2_noise_floor"]
+
+
 def test_modes_covered_counts_half_share():
     from notpipe.toy.samplers import make_sampler
     tgt = make_sampler({"name": "discrete", "atoms": [[0, 0], [10, 0], [0, 10], [10, 10]]})

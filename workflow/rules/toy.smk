@@ -25,7 +25,7 @@ rule toy_evaluate:
         metrics=f"{RESULTS}/toy/{{name}}/metrics.csv",
         samples=f"{RESULTS}/toy/{{name}}/samples.npz",
     params:
-        settings={k: config["toy"][k] for k in ("n_eval", "n_plot", "z_eval", "sinkhorn_eps", "emd_max_iter")},
+        settings={k: config["toy"][k] for k in ("n_eval", "n_plot", "z_eval", "sinkhorn_eps", "emd_max_iter", "eval_draws")},
         exp=lambda w: {**get_toy_trajectory(w.name), "steps": TOY[w.name]["steps"]},
     log:
         f"{LOGS}/toy/{{name}}.evaluate.log",

@@ -89,9 +89,17 @@ class Moons(Sampler):
 
 
 class EightGaussians(Sampler):
-    """Eight Gaussians on a circle of radius ``scale`` (authors: r = 12, std 1)."""
+    """Eight Gaussians on a circle of radius ``scale`` (the authors' raw sampler: r = 12, std 1).
 
-    def __init__(self, scale: float = 12.0, noise: float = 1.0):
+    ``whiten``: divide by the population std, so the covariance is the identity. The
+    covariance is ``(r²/2 + std²)·I`` (mean 0), so the authors' whitened target, on which
+    their notebook trains, is radius 12/√73 = 1.4045 with std 1/√73 = 0.1170.
+    """
+
+    def __init__(self, scale: float = 12.0, noise: float = 1.0, whiten: bool = False):
+        if whiten:
+            s = math.sqrt(scale**2 / 2 + noise**2)
+            scale, noise = scale / s, noise / s
         ang = torch.arange(8, dtype=torch.float32) * (2 * math.pi / 8)
         self.modes = scale * torch.stack([torch.cos(ang), torch.sin(ang)], 1)
         self.mode_weights = torch.full((8,), 1 / 8)
@@ -103,20 +111,27 @@ class EightGaussians(Sampler):
 
 
 class SwissRoll(Sampler):
-    """2-D Swiss roll (sklearn's parametrisation, authors' /7.5 scale), optionally whitened."""
+    """2-D Swiss roll (sklearn's parametrisation, authors' /7.5 scale), optionally whitened.
+
+    ``whiten``: ``(y - mean) @ Σ^{-1/2}`` (ZCA), the authors' ``StandardNormalScaler``,
+    with mean and covariance from 200 000 fixed-seed samples (theirs: 1000). A
+    per-coordinate standardisation would keep the roll's correlation of about 0.09.
+    """
 
     def __init__(self, scale: float = 1 / 7.5, noise: float = 0.8, whiten: bool = False):
         self.scale, self.noise = scale, noise
-        self.shift, self.div = torch.zeros(2), torch.ones(2)
-        if whiten:  # standardise with the moments of a large fixed-seed sample
-            ref = self.sample(200_000, _gen(12345))
-            self.shift, self.div = ref.mean(0), ref.std(0)
+        self.shift, self.white = torch.zeros(2), torch.eye(2)
+        if whiten:
+            ref = self.sample(200_000, _gen(12345)).double()
+            evals, evecs = torch.linalg.eigh(torch.cov(ref.T))
+            self.shift = ref.mean(0).float()
+            self.white = (evecs @ torch.diag(evals.rsqrt()) @ evecs.T).float()
 
     def sample(self, n, generator=None):
         t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=generator))
         pts = torch.stack([t * torch.cos(t), t * torch.sin(t)], 1)
         pts = self.scale * (pts + self.noise * torch.randn(n, 2, generator=generator))
-        return (pts - self.shift) / self.div
+        return (pts - self.shift) @ self.white
 
 
 class Circles(Sampler):
@@ -193,7 +208,7 @@ def make_sampler(spec: dict, seed: int = 0) -> Sampler:
     allowed = {
         "gaussian": ({"dim", "mean", "cov"}, lambda p: Gaussian(seed=seed, **p)),
         "moons": ({"scale", "noise", "dim"}, lambda p: Moons(**_drop_dim(p))),
-        "8gaussians": ({"scale", "noise", "dim"}, lambda p: EightGaussians(**_drop_dim(p))),
+        "8gaussians": ({"scale", "noise", "whiten", "dim"}, lambda p: EightGaussians(**_drop_dim(p))),
         "swissroll": ({"scale", "noise", "whiten", "dim"}, lambda p: SwissRoll(**_drop_dim(p))),
         "circles": ({"radii", "centers", "noise", "scale", "dim"}, lambda p: Circles(**_drop_dim(p))),
         "discrete": ({"dim", "n", "atoms", "scale"}, lambda p: Discrete(seed=seed, **p)),

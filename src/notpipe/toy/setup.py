@@ -20,6 +20,7 @@ from notpipe.core.costs import Cost, GammaSchedule, make_cost
 from notpipe.core.noise import GaussianNoise
 from notpipe.core.optim import make_adam
 from notpipe.core.trainer import NOTTrainer
+from notpipe.io import atomic_path
 from notpipe.toy.models import VectorMap, VectorPotential
 from notpipe.toy.samplers import Sampler, make_sampler
 
@@ -43,8 +44,8 @@ def build(exp: dict) -> ToySetup:
     dim = source.sample(1, torch.Generator().manual_seed(0)).shape[1]
     m, o = exp["model"], exp["optim"]
     z_dim = m["z_dim"] if cost.stochastic else 0
-    T = VectorMap(dim, m["hidden_t"], z_dim)
-    f = VectorPotential(dim, m["hidden_f"])
+    T = VectorMap(dim, m["hidden_t"], z_dim, m["init"])
+    f = VectorPotential(dim, m["hidden_f"], m["init"])
     opt_t = make_adam(T, o["lr_t"], o["betas"], o["weight_decay"], o["impl"])
     opt_f = make_adam(f, o["lr_f"], o["betas"], o["weight_decay"], o["impl"])
     trainer = NOTTrainer(
@@ -71,7 +72,8 @@ def train(exp: dict, model_path: str | Path, log_csv: str | Path, ckpt_dir: str 
     ckpt.resume(tr, ckpt_dir, fp, exp["steps"], name)
 
     def write_log():
-        pd.DataFrame(tr.history).to_csv(log_csv, index=False)
+        with atomic_path(log_csv, suffix=".csv") as tmp:
+            pd.DataFrame(tr.history).to_csv(tmp, index=False)
 
     def save(t: NOTTrainer):
         ckpt.atomic_save({"trainer": t.state_dict(), "experiment": exp, "fingerprint": fp},
