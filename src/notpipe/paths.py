@@ -107,6 +107,13 @@ class Layout:
     def toy_summary(self) -> str:
         return str(self.results / "toy" / "summary.csv")
 
+    def authors_loop_metrics(self, name: str) -> str:
+        """Metrics of the authors' notebook loop on experiment ``name`` (benchmarks/toy_authors.py)."""
+        return str(self.results / "toy" / "authors_loop" / name / "metrics.csv")
+
+    def authors_comparison(self) -> str:
+        return str(self.results / "toy" / "authors_comparison.csv")
+
     def toy_sweep(self, sweep: str) -> str:
         return str(self.results / "toy" / "sweeps" / f"{sweep}.csv")
 

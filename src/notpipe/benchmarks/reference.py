@@ -235,3 +235,58 @@ def toy_loop(steps: int, batch: int = 64, k_t: int = 10, hidden: int = 100, seed
         opt_f.step()
         _ = loss_t.item(), loss_f.item()  # the usual per-step logging sync
     return time.perf_counter() - t0
+
+
+def authors_toy_2d(X_sampler, Y_sampler, steps: int, *, dim: int = 2, zd: int = 2, z_std: float = 0.1,
+                   z_size: int = 4, hidden: int = 100, lr: float = 1e-4, batch: int = 64, t_iters: int = 10,
+                   seed: int = 0, generator: torch.Generator | None = None) -> nn.Sequential:
+    """The authors' ``NOT_toy_2D.ipynb`` (cells 1-6) as written: weak cost with γ = 1,
+    ``nn.Sequential`` MLPs of three hidden layers, ``weights_init_mlp`` (Kaiming-normal
+    fan_in), Adam(lr, weight_decay=1e-10), ``T_ITERS`` T-steps each on fresh X and Z, then
+    one f-step; ``torch.manual_seed(seed)`` before the networks are built, as their cell 2.
+
+    ``X_sampler``, ``Y_sampler``: ``(n, generator) -> (n, dim)`` (our samplers, so both loops
+    see the same laws). Returns the trained T, which takes ``cat([x, z])``.
+    """
+    torch.manual_seed(seed)
+
+    def weights_init_mlp(m):
+        if m.__class__.__name__.find("Linear") != -1:
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+
+    H = hidden
+    T = nn.Sequential(nn.Linear(dim + zd, H), nn.ReLU(True), nn.Linear(H, H), nn.ReLU(True),
+                      nn.Linear(H, H), nn.ReLU(True), nn.Linear(H, dim))
+    f = nn.Sequential(nn.Linear(dim, H), nn.ReLU(True), nn.Linear(H, H), nn.ReLU(True),
+                      nn.Linear(H, H), nn.ReLU(True), nn.Linear(H, 1))
+    T.apply(weights_init_mlp)
+    f.apply(weights_init_mlp)
+    T_opt = torch.optim.Adam(T.parameters(), lr=lr, weight_decay=1e-10)
+    f_opt = torch.optim.Adam(f.parameters(), lr=lr, weight_decay=1e-10)
+    g = generator or torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        unfreeze(T)
+        freeze(f, eval_mode=True)
+        for _ in range(t_iters):
+            T_opt.zero_grad()
+            X = X_sampler(batch, g).reshape(-1, 1, dim).repeat(1, z_size, 1)
+            with torch.no_grad():
+                Z = torch.randn(batch, z_size, zd) * z_std
+                XZ = torch.cat([X, Z], dim=2)
+            T_XZ = T(XZ.flatten(start_dim=0, end_dim=1)).permute(1, 0).reshape(dim, -1, z_size).permute(1, 2, 0)
+            T_loss = F.mse_loss(X[:, 0], T_XZ.mean(dim=1)).mean() - \
+                f(T_XZ.flatten(start_dim=0, end_dim=1)).mean() - T_XZ.var(dim=1).mean() / z_size
+            T_loss.backward()
+            T_opt.step()
+        freeze(T, eval_mode=True)
+        unfreeze(f)
+        X = X_sampler(batch, g)
+        with torch.no_grad():
+            Z = torch.randn(batch, zd) * z_std
+            T_XZ = T(torch.cat([X, Z], dim=1))
+        Y = Y_sampler(batch, g)
+        f_opt.zero_grad()
+        f_loss = f(T_XZ).mean() - f(Y).mean()
+        f_loss.backward()
+        f_opt.step()
+    return T
