@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from notpipe import toy
-from notpipe.benchmarks.reference import authors_toy_2d
+from notpipe.benchmarks.reference import authors_toy_2d, into_vector_map
 from notpipe.config import load_config
 from notpipe.io import atomic_path
 from notpipe.paths import Layout
@@ -52,12 +52,7 @@ def run_authors(name: str, exp: dict, cfg: dict, out: str) -> dict:
                        z_size=exp["cost"]["z_size"], hidden=m["hidden_t"][0], lr=exp["optim"]["lr_t"],
                        batch=exp["batch"], t_iters=exp["k_t"], seed=int(exp["seed"]), generator=gen)
     seconds = time.perf_counter() - t0
-    ours = setup.trainer.T.net.layers
-    theirs = [mod for mod in T if isinstance(mod, torch.nn.Linear)]
-    with torch.no_grad():
-        for a, b in zip(ours, theirs, strict=True):
-            a.weight.copy_(b.weight)
-            a.bias.copy_(b.bias)
+    into_vector_map(T, setup.trainer.T)
     setup.trainer.T.eval()
     t = cfg["toy"]
     values = toy.evaluate(setup, seconds, n_eval=t["n_eval"], z_eval=t["z_eval"], sinkhorn_eps=t["sinkhorn_eps"],

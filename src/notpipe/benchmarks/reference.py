@@ -290,3 +290,14 @@ def authors_toy_2d(X_sampler, Y_sampler, steps: int, *, dim: int = 2, zd: int = 
         f_loss.backward()
         f_opt.step()
     return T
+
+
+def into_vector_map(T: nn.Sequential, vector_map) -> None:
+    """Copy the authors' ``nn.Sequential`` T into our :class:`~notpipe.toy.models.VectorMap`
+    (the same Linear layers in the same order, input ``cat([x, z])``), so our evaluation
+    measures their trained map."""
+    theirs = [m for m in T if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        for a, b in zip(vector_map.net.layers, theirs, strict=True):
+            a.weight.copy_(b.weight)
+            a.bias.copy_(b.bias)

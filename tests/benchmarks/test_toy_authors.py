@@ -1,0 +1,50 @@
+"""notpipe.benchmarks.reference.authors_toy_2d (the authors' NOT_toy_2D loop) and
+benchmarks/toy_authors.py, which evaluates it with our metrics."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import torch
+import yaml
+from conftest import REPO
+
+from notpipe import toy
+from notpipe.benchmarks.reference import authors_toy_2d, into_vector_map
+from notpipe.config import load_config
+
+
+def test_their_trained_map_is_evaluated_as_it_is():
+    """Their T copied into our VectorMap gives the same outputs, and their loop trains."""
+    exp = load_config(REPO / "configs" / "authors_toy.yaml")["toy"]["experiments"]["swissroll_s0"]
+    setup = toy.build(exp)
+    T = authors_toy_2d(setup.source, setup.target, 3, batch=16, t_iters=2, seed=0)
+    into_vector_map(T, setup.trainer.T)
+    x, z = torch.randn(32, 2), 0.1 * torch.randn(32, 2)
+    assert torch.allclose(setup.trainer.T(x, z), T(torch.cat([x, z], 1)))
+    fresh = authors_toy_2d(setup.source, setup.target, 0, seed=0)
+    assert not torch.equal(fresh[0].weight, T[0].weight)  # three f-steps changed the weights
+    # Kaiming-normal as their weights_init_mlp: std sqrt(2 / fan_in) on the hidden layers
+    assert abs(float(fresh[2].weight.std()) - (2 / 100) ** 0.5) < 0.01
+
+
+def test_script_runs_their_loop_and_compares(tmp_path):
+    cfg = yaml.safe_load((REPO / "configs" / "authors_toy.yaml").read_text())
+    cfg["results_dir"] = str(tmp_path / "results")
+    cfg["toy"]["n_eval"] = 128
+    cfg["toy"]["eval_draws"] = 2
+    for exp in cfg["toy"]["experiments"].values():
+        exp["steps"] = 3
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    script = [sys.executable, str(REPO / "benchmarks" / "toy_authors.py"), "--config", str(path)]
+    r = subprocess.run([*script, "--only", "swissroll_s0"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = pd.read_csv(tmp_path / "results/authors_toy/toy/authors_loop/swissroll_s0/metrics.csv")
+    assert {"w2_over_floor", "w2_over_floor_std", "energy_distance_ci95"} <= set(m.metric)
+    r = subprocess.run([*script, "--compare"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "swissroll    authors      1" in r.stdout
+    assert (tmp_path / "results/authors_toy/toy/authors_comparison.csv").is_file()
+    bad = subprocess.run([*script, "--only", "nope"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "nope" in bad.stderr
