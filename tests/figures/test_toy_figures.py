@@ -88,3 +88,13 @@ def test_script_help():
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "--kind" in r.stdout
+
+
+def test_l2_uvp_against_dimension(tmp_path):
+    df = pd.DataFrame({"experiment": ["g2", "g4", "g4b", "moons"], "dim": [2, 4, 4, 2],
+                       "l2_uvp": [0.5, 0.8, 1.0, np.nan], "l2_uvp_discrete": [3.0, 6.0, 6.0, np.nan],
+                       "l2_uvp_linear": [0.1, 0.2, 0.2, np.nan], "l2_uvp_identity": [40, 50, 50, np.nan]})
+    plots.plot_l2_uvp_dim(df, tmp_path / "uvp", "uvp")
+    _check(tmp_path / "uvp")
+    with pytest.raises(ValueError, match="Gaussian"):
+        plots.plot_l2_uvp_dim(df[df.experiment == "moons"], tmp_path / "none", "none")

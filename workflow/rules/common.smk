@@ -39,6 +39,10 @@ DOWNLOADS = {s["path"].name: s for spec in DATASETS.values() if not spec.get("pa
 TOY = toy_experiments(config)
 TOY_SWEEPS = toy_sweeps(config)
 TOY_FIGURES = ["scatter", "transport", "losses", "one_to_many"]
+#: Gaussian pairs (closed-form map known): with two dimensions or more, one L2-UVP-vs-D figure
+TOY_GAUSSIAN_DIMS = {e["source"].get("dim", 2) for e in TOY.values()
+                     if e["source"]["name"] == "gaussian" and e["target"]["name"] == "gaussian"}
+TOY_DIM_FIGURES = [f"{FIGURES}/toy/l2_uvp_vs_dim.pdf"] if len(TOY_GAUSSIAN_DIMS) > 1 else []
 
 
 def _alternatives(names):
@@ -88,7 +92,7 @@ def toy_outputs():
     for name in TOY:
         out += [f"{FIGURES}/toy/{name}_{kind}.pdf" for kind in toy_figure_kinds(name)]
     out += [f"{FIGURES}/toy/{sweep}_gamma_sweep.pdf" for sweep in TOY_SWEEPS]
-    return out
+    return out + TOY_DIM_FIGURES
 
 
 def dataset_downloads(name):
@@ -138,7 +142,7 @@ REPORT_INCLUDES = ["paths", "config_name", "table_config", "figures_toy", "figur
 def report_figures():
     """Every figure the report includes (PDFs written by their own rules)."""
     out = [f"{FIGURES}/toy/{n}_{k}.pdf" for n in TOY for k in toy_figure_kinds(n)]
-    out += [f"{FIGURES}/toy/{s}_gamma_sweep.pdf" for s in TOY_SWEEPS]
+    out += [f"{FIGURES}/toy/{s}_gamma_sweep.pdf" for s in TOY_SWEEPS] + TOY_DIM_FIGURES
     for run in RUNS:
         out += [f"{FIGURES}/images/{run}_{k}.pdf" for k in ("grid", "losses", "fid_curve")]
     if RUNS:

@@ -103,7 +103,7 @@ rule report_includes:
     params:
         config=config,
         toy_figures=lambda w: {n: [f"{FIGURES}/toy/{n}_{k}.pdf" for k in toy_figure_kinds(n)] for n in TOY},
-        sweep_figures=[f"{FIGURES}/toy/{s}_gamma_sweep.pdf" for s in TOY_SWEEPS],
+        sweep_figures=[f"{FIGURES}/toy/{s}_gamma_sweep.pdf" for s in TOY_SWEEPS] + TOY_DIM_FIGURES,
         figures_dir=FIGURES,
     log:
         f"{LOGS}/report/includes.log",

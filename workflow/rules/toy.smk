@@ -117,3 +117,21 @@ rule toy_figure_gamma_sweep:
         ENV
     script:
         "../scripts/toy_figure.py"
+
+
+rule toy_figure_l2_uvp_dim:
+    input:
+        f"{RESULTS}/toy/summary.csv",
+    output:
+        pdf=f"{FIGURES}/toy/l2_uvp_vs_dim.pdf",
+        png=report(f"{FIGURES}/toy/l2_uvp_vs_dim.png", caption="../report/toy.rst", category="Toy",
+                   subcategory="Gaussians"),
+    params:
+        kind="l2_uvp_dim",
+        title="Gaussian pairs: L2-UVP against the dimension",
+    log:
+        f"{LOGS}/figures/toy/l2_uvp_vs_dim.log",
+    conda:
+        ENV
+    script:
+        "../scripts/toy_figure.py"

@@ -4,6 +4,7 @@ Kinds and their input:
   scatter, transport, one_to_many   one samples.npz (from toy_evaluate)
   losses                            one log.csv (from toy_train)
   gamma_sweep                       one CSV with columns gamma, modes_covered, cond_var
+  l2_uvp_dim                        the toy summary.csv (Gaussian pairs: dim, l2_uvp, ...)
 
 Command line: python workflow/scripts/toy_figure.py --kind scatter \
     --input results/toy/moons/samples.npz --out report/figures/toy/moons_scatter.pdf \
@@ -17,7 +18,7 @@ from notpipe.stage import entry  # torch-free: a figure job never imports torch 
 
 log = logging.getLogger("notpipe.toy_figure")
 
-KINDS = ("scatter", "transport", "one_to_many", "losses", "gamma_sweep")  # plots.plot_<kind>
+KINDS = ("scatter", "transport", "one_to_many", "losses", "gamma_sweep", "l2_uvp_dim")  # plots.plot_<kind>
 
 
 def main(kind: str, inputs: list[str], out_pdf: str, title: str) -> None:
@@ -34,7 +35,7 @@ def main(kind: str, inputs: list[str], out_pdf: str, title: str) -> None:
     if not out_pdf.endswith(".pdf"):
         raise ValueError(f"output must end in .pdf, got {out_pdf!r}")
     path = inputs[0]
-    if kind in ("losses", "gamma_sweep"):
+    if kind in ("losses", "gamma_sweep", "l2_uvp_dim"):
         data = pd.read_csv(path)
     else:
         with np.load(path) as npz:

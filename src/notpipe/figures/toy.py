@@ -242,3 +242,38 @@ def plot_gamma_sweep(df: pd.DataFrame, stem: str | Path, title: str) -> tuple[Pa
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     return save_figure(fig, stem)
+
+
+#: the lines of the L2-UVP figure: summary column, label, colour, marker
+UVP_LINES = [("l2_uvp", "NOT", style.GREEN, "o"), ("l2_uvp_discrete", "discrete barycentric", style.BLUE, "s"),
+             ("l2_uvp_linear", "linear map fitted on samples", style.ORANGE, "^"),
+             ("l2_uvp_identity", "identity", style.BLACK, "x")]
+
+
+def plot_l2_uvp_dim(summary: pd.DataFrame, stem: str | Path, title: str,
+                    targets: tuple[float, ...] = (1.0, 2.0)) -> tuple[Path, Path]:
+    """L2-UVP (%) of each map against the dimension D of the Gaussian pairs (log-log).
+
+    ``summary``: the toy summary; rows without ``l2_uvp`` (not Gaussian pairs) are
+    dropped, several rows of one D are averaged. Dotted lines: the issue's targets.
+    """
+    df = summary.dropna(subset=["l2_uvp"]) if "l2_uvp" in summary else summary.iloc[:0]
+    if df.empty or "dim" not in df:
+        raise ValueError("no Gaussian pair with l2_uvp and dim in the summary")
+    by_dim = df.groupby("dim").mean(numeric_only=True).sort_index()
+    d = by_dim.index.to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=style.figsize("one", 0.8), layout="constrained")
+    for col, label, color, marker in UVP_LINES:
+        if col in by_dim and by_dim[col].notna().any():
+            ax.plot(d, by_dim[col], marker=marker, color=color, label=label, lw=1.2, ms=5)
+    for t in targets:
+        ax.axhline(t, color="0.5", lw=0.8, ls=":")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(d, [f"{int(v)}" for v in d])
+    ax.set_xlabel("dimension D")
+    ax.set_ylabel("L2-UVP (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return save_figure(fig, stem)

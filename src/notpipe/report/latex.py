@@ -59,6 +59,11 @@ def figures_toy(figs: dict[str, list[str]], sweeps: list[str]) -> str:
         panels = [(paths[i], kinds[i].replace("_", " "), TOY_LAYOUT.get(kinds[i], 1)) for i in order]
         parts.append(_figure(panels, f"Toy experiment \\texttt{{{tex(name)}}}."))
     for p in sweeps:
+        if Path(p).stem == "l2_uvp_vs_dim":
+            parts.append(_single(p, "Gaussian pairs: L2-UVP (\\%) of NOT, of the discrete barycentric map and "
+                                 "of the W2 benchmark's baselines (identity, linear map fitted on samples) "
+                                 "against the dimension.", r"\linewidth"))
+            continue
         parts.append(_single(p, f"$\\gamma$ sweep \\texttt{{{tex(Path(p).stem)}}}: modes covered and "
                              "conditional variance against $\\gamma$.", r"\linewidth"))
     return "\n".join(parts) or "No toy experiments in this configuration.\n"

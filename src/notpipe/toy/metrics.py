@@ -79,7 +79,7 @@ def evaluate(setup: ToySetup, train_seconds: float, n_eval: int = 4096, z_eval: 
     draws = setup.trainer.infer(x, z_eval if stochastic else 1, gen)
     tx, mean_tx = draws[:, 0], draws.mean(1)
 
-    out: dict[str, float] = {}
+    out: dict[str, float] = {"dim": float(x.shape[1])}
     out["not_cost"] = float(cost.ground(x, tx).mean())
     M = cost.pairwise(x, y1)
     plan, exact, emd_s = dot.emd(M, emd_max_iter)
@@ -100,6 +100,12 @@ def evaluate(setup: ToySetup, train_seconds: float, n_eval: int = 4096, z_eval: 
         var_q = float(np.trace(tgt.cov))
         out["l2_uvp"] = dot.l2_uvp(mean_tx, t_star, var_q)
         out["l2_uvp_discrete"] = dot.l2_uvp(bary, t_star, var_q)
+        # the W2 benchmark's baselines: the identity, and the best linear map, i.e. the
+        # closed-form map between Gaussians fitted to n_eval samples of each side
+        out["l2_uvp_identity"] = dot.l2_uvp(x, t_star, var_q)
+        xs, ys = x.double().numpy(), y1.double().numpy()
+        A_fit, b_fit = dot.gaussian_map(xs.mean(0), np.cov(xs.T), ys.mean(0), np.cov(ys.T))
+        out["l2_uvp_linear"] = dot.l2_uvp(xs @ A_fit + b_fit, t_star, var_q)
         if cost.name in ("strong", "weak"):
             unit = torch.zeros(1, x.shape[1], dtype=torch.float64)
             unit[0, 0] = 1.0
