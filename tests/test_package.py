@@ -59,6 +59,24 @@ def test_figure_and_table_scripts_run_without_torch(tmp_path):
     assert (tmp_path / "t.png").is_file() and (tmp_path / "i.png").is_file() and (tmp_path / "s.csv").is_file()
 
 
+def test_rules_and_library_ask_the_layout_for_every_path():
+    """No path convention is spelled outside notpipe.paths: no f-string joins folders with
+    '/' in the rules, the stage scripts or the library (issue 12)."""
+    import re
+
+    pattern = re.compile(r'f"[^"\n]*\}/')
+    allowed = {"report.smk": ["workflow.basedir"],  # the repository's own report sources
+               "latex.py": ["['t_base']}/"]}  # "48/64" in the config table, not a path
+    files = [*sorted((REPO / "workflow" / "rules").glob("*.smk")), *sorted((REPO / "workflow" / "scripts").glob("*.py")),
+             *[p for p in sorted(PKG.rglob("*.py")) if p.name != "paths.py"]]
+    bad = []
+    for path in files:
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line) and not any(a in line for a in allowed.get(path.name, [])):
+                bad.append(f"{path.relative_to(REPO)}:{i}: {line.strip()}")
+    assert not bad, "\n".join(bad)
+
+
 def test_sampler_names_are_one_list():
     from notpipe.config import PLANAR_SAMPLERS, load_schema
     from notpipe.toy.samplers import SAMPLERS

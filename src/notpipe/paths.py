@@ -31,6 +31,18 @@ def step_file(step: int | str, ext: str = "pt") -> str:
     return f"step_{step:08d}.{ext}" if isinstance(step, int) else f"step_{step}.{ext}"
 
 
+def shared_dir(results_dir: str | Path, what: str) -> str:
+    """``{results_dir}/data`` or ``{results_dir}/weights``: folders every suite shares."""
+    if what not in ("data", "weights"):
+        raise ValueError(f"shared folders are data and weights, not {what!r}")
+    return str(Path(results_dir) / what)
+
+
+def figure_file(figures: str | Path, track: str, stem: str, ext: str = "pdf") -> str:
+    """``{figures}/{track}/{stem}.{ext}`` (``figures``: one suite's figure folder)."""
+    return str(Path(figures) / track / f"{stem}.{ext}")
+
+
 def fid_tag(ev: dict) -> str:
     """Tag of the FID extractor in cached statistics; random weights are labelled smoke."""
     if ev["feature_extractor"] == "random":
@@ -52,8 +64,8 @@ class Layout:
         self.root = Path(results_dir)
         self.suite = suite
         self.results = self.root / suite
-        self.data = Path(data_dir) if data_dir else self.root / "data"
-        self.weights = self.root / "weights"
+        self.data = Path(data_dir or shared_dir(results_dir, "data"))
+        self.weights = Path(shared_dir(results_dir, "weights"))
         self.logs = self.root / "logs" / suite
         self.data_logs = self.root / "logs" / "data"
         self.bench = self.root / "benchmarks" / suite
@@ -84,6 +96,13 @@ class Layout:
 
     def checksums(self) -> str:
         return str(self.data / "checksums.json")
+
+    def data_log(self, file: str) -> str:
+        """Logs of data jobs: shared by every suite, like the data sets."""
+        return str(self.data_logs / file)
+
+    def data_benchmark(self, file: str) -> str:
+        return str(self.root / "benchmarks" / "data" / file)
 
     # ---------------------------------------------------------------- toy
     def toy_dir(self, name: str) -> str:
@@ -161,7 +180,13 @@ class Layout:
     # ---------------------------------------------------------------- figures and report
     def figure(self, track: str, stem: str, ext: str = "pdf") -> str:
         """``{figures}/{track}/{stem}.{ext}``; track is toy, images or speed."""
-        return str(self.figures / track / f"{stem}.{ext}")
+        return figure_file(self.figures, track, stem, ext)
+
+    def toy_figure(self, name: str, kind: str, ext: str = "pdf") -> str:
+        return self.figure("toy", f"{name}_{kind}", ext)
+
+    def image_figure(self, run: str, kind: str, ext: str = "pdf") -> str:
+        return self.figure("images", f"{run}_{kind}", ext)
 
     def generated(self, name: str) -> str:
         return str(self.report_build / "generated" / f"{name}.tex")

@@ -6,8 +6,7 @@ from pathlib import Path
 from notpipe.core import fingerprint
 from notpipe.config import ConfigError, toy_experiments, toy_sweeps, validate_config
 from notpipe.data.datasets import resolve_datasets, sources
-from notpipe.paths import snapshot_steps
-from notpipe.paths import Layout, fid_tag
+from notpipe.paths import Layout, fid_tag, snapshot_steps, step_file
 
 try:
     _checked = validate_config(config, schema=None)
@@ -18,14 +17,11 @@ config.update(_checked)
 
 #: every output path of this suite (results/{suite}/..., report/figures/{suite}/..., report/{suite}.pdf)
 L = Layout.from_config(config)
-RESULTS = str(L.results)
-FIGURES = str(L.figures)
-LOGS = str(L.logs)
-BENCH = str(L.bench)
 ENV = "../../envs/notpipe.yaml"
 #: published reference numbers (labelled columns of results/eval/summary.csv)
 PUBLISHED = str(Path(workflow.basedir) / "workflow" / "resources" / "published_fid.csv")
-DATA = config["data"]["data_dir"]
+#: prepared data sets (shared by every suite)
+DATA = str(L.data)
 
 DATASETS = resolve_datasets(config["datasets"])
 RUNS = config["images"]["runs"]
@@ -34,7 +30,7 @@ _ev = config["eval"]
 FID_TAG = fid_tag(_ev)
 #: file name under {DATA}/raw -> {url, sha256} of every downloadable source
 DOWNLOADS = {s["path"].name: s for spec in DATASETS.values() if not spec.get("path")
-             for s in sources(spec, f"{DATA}/raw") if s["url"]}
+             for s in sources(spec, L.raw()) if s["url"]}
 
 TOY = toy_experiments(config)
 TOY_SWEEPS = toy_sweeps(config)
@@ -42,7 +38,7 @@ TOY_FIGURES = ["scatter", "transport", "losses", "one_to_many"]
 #: Gaussian pairs (closed-form map known): with two dimensions or more, one L2-UVP-vs-D figure
 TOY_GAUSSIAN_DIMS = {e["source"].get("dim", 2) for e in TOY.values()
                      if e["source"]["name"] == "gaussian" and e["target"]["name"] == "gaussian"}
-TOY_DIM_FIGURES = [f"{FIGURES}/toy/l2_uvp_vs_dim.pdf"] if len(TOY_GAUSSIAN_DIMS) > 1 else []
+TOY_DIM_FIGURES = [L.figure("toy", "l2_uvp_vs_dim")] if len(TOY_GAUSSIAN_DIMS) > 1 else []
 
 
 def _alternatives(names):
@@ -88,10 +84,10 @@ def toy_figure_kinds(name):
 
 
 def toy_outputs():
-    out = [f"{RESULTS}/toy/summary.csv"]
+    out = [L.toy_summary()]
     for name in TOY:
-        out += [f"{FIGURES}/toy/{name}_{kind}.pdf" for kind in toy_figure_kinds(name)]
-    out += [f"{FIGURES}/toy/{sweep}_gamma_sweep.pdf" for sweep in TOY_SWEEPS]
+        out += [L.toy_figure(name, kind) for kind in toy_figure_kinds(name)]
+    out += [L.toy_figure(sweep, "gamma_sweep") for sweep in TOY_SWEEPS]
     return out + TOY_DIM_FIGURES
 
 
@@ -100,7 +96,7 @@ def dataset_downloads(name):
     spec = DATASETS[name]
     if spec.get("path"):
         return []
-    return [str(s["path"]) for s in sources(spec, f"{DATA}/raw") if s["url"]]
+    return [str(s["path"]) for s in sources(spec, L.raw()) if s["url"]]
 
 
 def manifest_path(name, size):
@@ -114,7 +110,7 @@ def data_outputs():
 
 
 def train_outputs():
-    return [f"{RESULTS}/train/{run}/final.pt" for run in RUNS]
+    return [L.final(run) for run in RUNS]
 
 
 def refstats_path(dataset, size):
@@ -131,22 +127,21 @@ def eval_step_path(run, step):
 
 
 def eval_outputs():
-    return [f"{RESULTS}/eval/summary.csv"] if RUNS else []
+    return [L.eval_summary()] if RUNS else []
 
 
-REPORT_BUILD = f"{RESULTS}/report"
 REPORT_INCLUDES = ["paths", "config_name", "table_config", "figures_toy", "figures_images", "figures_eval",
                    "figures_speed"]
 
 
 def report_figures():
     """Every figure the report includes (PDFs written by their own rules)."""
-    out = [f"{FIGURES}/toy/{n}_{k}.pdf" for n in TOY for k in toy_figure_kinds(n)]
-    out += [f"{FIGURES}/toy/{s}_gamma_sweep.pdf" for s in TOY_SWEEPS] + TOY_DIM_FIGURES
+    out = [L.toy_figure(n, k) for n in TOY for k in toy_figure_kinds(n)]
+    out += [L.toy_figure(s, "gamma_sweep") for s in TOY_SWEEPS] + TOY_DIM_FIGURES
     for run in RUNS:
-        out += [f"{FIGURES}/images/{run}_{k}.pdf" for k in ("grid", "losses", "fid_curve")]
+        out += [L.image_figure(run, k) for k in ("grid", "losses", "fid_curve")]
     if RUNS:
-        out += [f"{FIGURES}/images/tradeoff.pdf", f"{FIGURES}/speed/throughput.pdf"]
+        out += [L.figure("images", "tradeoff"), L.figure("speed", "throughput")]
     return out
 
 

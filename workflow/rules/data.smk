@@ -4,15 +4,15 @@
 
 rule data_download:
     output:
-        f"{DATA}/raw/{{file}}",
+        L.raw("{file}"),
     params:
         url=lambda w: DOWNLOADS[w.file]["url"],
         sha256=lambda w: DOWNLOADS[w.file]["sha256"],
-        checksums=f"{DATA}/checksums.json",
+        checksums=L.checksums(),
         offline=config["data"]["offline"],
         retries=config["data"]["retries"],
     log:
-        f"{L.data_logs}/download_{{file}}.log",
+        L.data_log("download_{file}.log"),
     threads: 1
     conda:
         ENV
@@ -24,18 +24,18 @@ rule data_prepare:
     input:
         lambda w: dataset_downloads(w.dataset),
     output:
-        train=f"{DATA}/{{dataset}}_{{size}}/train.npy",
-        test=f"{DATA}/{{dataset}}_{{size}}/test.npy",
-        manifest=f"{DATA}/{{dataset}}_{{size}}/manifest.json",
+        train=L.split("{dataset}", "{size}", "train"),
+        test=L.split("{dataset}", "{size}", "test"),
+        manifest=L.manifest("{dataset}", "{size}"),
     params:
         spec=lambda w: DATASETS[w.dataset],
-        raw_dir=f"{DATA}/raw",
+        raw_dir=L.raw(),
         offline=config["data"]["offline"],
         max_bad_fraction=config["data"]["max_bad_fraction"],
     log:
-        f"{L.data_logs}/{{dataset}}_{{size}}.prepare.log",
+        L.data_log("{dataset}_{size}.prepare.log"),
     benchmark:
-        f"{L.root}/benchmarks/data/{{dataset}}_{{size}}.prepare.tsv"
+        L.data_benchmark("{dataset}_{size}.prepare.tsv")
     threads: config["data"]["threads"]
     conda:
         ENV

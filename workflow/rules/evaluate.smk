@@ -4,18 +4,18 @@
 
 rule eval_reference:
     input:
-        manifest=f"{DATA}/{{dataset}}_{{size}}/manifest.json",
+        manifest=L.manifest("{dataset}", "{size}"),
     output:
-        f"{RESULTS}/eval/refstats/{{dataset}}_{{size}}_test_{FID_TAG}.npz",
+        L.refstats("{dataset}", "{size}", FID_TAG),
     params:
         eval=config["eval"],
         data_dir=lambda w, input: str(Path(input.manifest).parent.parent),
     resources:
         gpu=1,
     log:
-        f"{LOGS}/eval/refstats_{{dataset}}_{{size}}.log",
+        L.log("eval", "refstats_{dataset}_{size}.log"),
     benchmark:
-        f"{BENCH}/eval/refstats_{{dataset}}_{{size}}.tsv"
+        L.benchmark("eval", "refstats_{dataset}_{size}.tsv")
     threads: config["eval"]["threads"]
     conda:
         ENV
@@ -28,10 +28,10 @@ rule eval_snapshot:
         snapshots=rules.train.output.snapshots,
         ref=lambda w: refstats_path(RUNS[w.run]["target"], RUNS[w.run]["image_size"]),
     output:
-        f"{RESULTS}/eval/{{run}}/steps/step_{{step}}.csv",
+        L.eval_step("{run}", "{step}"),
     params:
         # derived from the declared input (the train rule's snapshots/ folder)
-        snapshot=lambda w, input: f"{input.snapshots}/step_{w.step}.pt",
+        snapshot=lambda w, input: str(Path(input.snapshots) / step_file(w.step)),
         eval=config["eval"],
         data_dir=DATA,
         images=lambda w: L.eval_images(w.run, w.step) if config["eval"]["save_images"] else None,
@@ -39,9 +39,9 @@ rule eval_snapshot:
     resources:
         gpu=1,
     log:
-        f"{LOGS}/eval/{{run}}_step_{{step}}.log",
+        L.log("eval", "{run}_step_{step}.log"),
     benchmark:
-        f"{BENCH}/eval/{{run}}_step_{{step}}.tsv"
+        L.benchmark("eval", "{run}_step_{step}.tsv")
     threads: config["eval"]["threads"]
     conda:
         ENV
@@ -53,10 +53,10 @@ rule eval_curve:
     input:
         lambda w: [eval_step_path(w.run, s) for s in eval_steps(w.run)],
     output:
-        curve=f"{RESULTS}/eval/{{run}}/curve.csv",
-        metrics=f"{RESULTS}/eval/{{run}}/metrics.csv",
+        curve=L.eval_curve("{run}"),
+        metrics=L.eval_metrics("{run}"),
     log:
-        f"{LOGS}/eval/{{run}}_curve.log",
+        L.log("eval", "{run}_curve.log"),
     conda:
         ENV
     script:
@@ -65,14 +65,14 @@ rule eval_curve:
 
 rule eval_summary:
     input:
-        metrics=expand(f"{RESULTS}/eval/{{run}}/metrics.csv", run=list(RUNS)),
+        metrics=[L.eval_metrics(run) for run in RUNS],
         published=PUBLISHED,
     output:
-        f"{RESULTS}/eval/summary.csv",
+        L.eval_summary(),
     params:
         runs=RUNS,
     log:
-        f"{LOGS}/eval/summary.log",
+        L.log("eval", "summary.log"),
     conda:
         ENV
     script:

@@ -1,10 +1,10 @@
 # Report: one rule per figure and table (each rebuildable alone by asking for its file),
-# then report/main.pdf compiled by latexmk. Generated LaTeX goes to {RESULTS}/report/.
+# then report/main.pdf compiled by latexmk. Generated LaTeX goes to results/{suite}/report/ (Layout.generated).
 
 _IMAGE_FIGURES = {  # kind -> (input, title)
-    "grid": (lambda w: f"{RESULTS}/train/{w.run}/final.pt", "test inputs (first row) and T(x, z)"),
-    "losses": (lambda w: f"{RESULTS}/train/{w.run}/log.csv", "training curves"),
-    "fid_curve": (lambda w: f"{RESULTS}/eval/{w.run}/curve.csv", "FID and transport cost over training"),
+    "grid": (L.final("{run}"), "test inputs (first row) and T(x, z)"),
+    "losses": (L.train_log("{run}"), "training curves"),
+    "fid_curve": (L.eval_curve("{run}"), "FID and transport cost over training"),
 }
 
 for _kind, (_input, _title) in _IMAGE_FIGURES.items():
@@ -15,18 +15,18 @@ for _kind, (_input, _title) in _IMAGE_FIGURES.items():
         input:
             _input,
         output:
-            pdf=f"{FIGURES}/images/{{run}}_{_kind}.pdf",
-            png=report(f"{FIGURES}/images/{{run}}_{_kind}.png", caption="../report/images.rst",
+            pdf=L.image_figure("{run}", _kind),
+            png=report(L.image_figure("{run}", _kind, "png"), caption="../report/images.rst",
                        category="Image translation", subcategory="{run}"),
         params:
             kind=_kind,
             title=f"{{run}}: {_title}",
-            data_dir=DATA,
+            data_dir=str(L.data),
             n_inputs=8,
             n_z=4,
             run=(lambda w: get_run_trajectory(w.run)) if _kind == "grid" else None,
         log:
-            f"{LOGS}/figures/images/{{run}}_{_kind}.log",
+            L.log("figures", "images", f"{{run}}_{_kind}.log"),
         conda:
             ENV
         script:
@@ -35,15 +35,15 @@ for _kind, (_input, _title) in _IMAGE_FIGURES.items():
 
 rule image_figure_tradeoff:
     input:
-        f"{RESULTS}/eval/summary.csv",
+        L.eval_summary(),
     output:
-        pdf=f"{FIGURES}/images/tradeoff.pdf",
-        png=report(f"{FIGURES}/images/tradeoff.png", caption="../report/summary.rst", category="Evaluation"),
+        pdf=L.figure("images", "tradeoff"),
+        png=report(L.figure("images", "tradeoff", "png"), caption="../report/summary.rst", category="Evaluation"),
     params:
         kind="tradeoff",
         title="FID vs transport cost",
     log:
-        f"{LOGS}/figures/images/tradeoff.log",
+        L.log("figures", "images", "tradeoff.log"),
     conda:
         ENV
     script:
@@ -52,15 +52,15 @@ rule image_figure_tradeoff:
 
 rule image_figure_throughput:
     input:
-        [f"{RESULTS}/train/{run}/log.csv" for run in RUNS],
+        [L.train_log(run) for run in RUNS],
     output:
-        pdf=f"{FIGURES}/speed/throughput.pdf",
-        png=report(f"{FIGURES}/speed/throughput.png", caption="../report/summary.rst", category="Speed"),
+        pdf=L.figure("speed", "throughput"),
+        png=report(L.figure("speed", "throughput", "png"), caption="../report/summary.rst", category="Speed"),
     params:
         kind="throughput",
         title="training throughput",
     log:
-        f"{LOGS}/figures/speed/throughput.log",
+        L.log("figures", "speed", "throughput.log"),
     conda:
         ENV
     script:
@@ -69,13 +69,13 @@ rule image_figure_throughput:
 
 rule report_table_toy:
     input:
-        lambda w: [f"{RESULTS}/toy/summary.csv"] if TOY else [],
+        lambda w: [L.toy_summary()] if TOY else [],
     output:
-        f"{REPORT_BUILD}/generated/table_toy.tex",
+        L.generated("table_toy"),
     params:
         kind="toy",
     log:
-        f"{LOGS}/report/table_toy.log",
+        L.log("report", "table_toy.log"),
     conda:
         ENV
     script:
@@ -84,13 +84,13 @@ rule report_table_toy:
 
 rule report_table_images:
     input:
-        lambda w: [f"{RESULTS}/eval/summary.csv"] if RUNS else [],
+        lambda w: [L.eval_summary()] if RUNS else [],
     output:
-        f"{REPORT_BUILD}/generated/table_images.tex",
+        L.generated("table_images"),
     params:
         kind="images",
     log:
-        f"{LOGS}/report/table_images.log",
+        L.log("report", "table_images.log"),
     conda:
         ENV
     script:
@@ -99,14 +99,14 @@ rule report_table_images:
 
 rule report_includes:
     output:
-        expand(f"{REPORT_BUILD}/generated/{{f}}.tex", f=REPORT_INCLUDES),
+        [L.generated(f) for f in REPORT_INCLUDES],
     params:
         config=config,
-        toy_figures=lambda w: {n: [f"{FIGURES}/toy/{n}_{k}.pdf" for k in toy_figure_kinds(n)] for n in TOY},
-        sweep_figures=[f"{FIGURES}/toy/{s}_gamma_sweep.pdf" for s in TOY_SWEEPS] + TOY_DIM_FIGURES,
-        figures_dir=FIGURES,
+        toy_figures=lambda w: {n: [L.toy_figure(n, k) for k in toy_figure_kinds(n)] for n in TOY},
+        sweep_figures=[L.toy_figure(s, "gamma_sweep") for s in TOY_SWEEPS] + TOY_DIM_FIGURES,
+        figures_dir=str(L.figures),
     log:
-        f"{LOGS}/report/includes.log",
+        L.log("report", "includes.log"),
     conda:
         ENV
     script:
@@ -116,14 +116,14 @@ rule report_includes:
 rule report:
     input:
         tex=[f"{workflow.basedir}/report/main.tex", f"{workflow.basedir}/report/notpipe.sty"],
-        generated=expand(f"{REPORT_BUILD}/generated/{{f}}.tex", f=REPORT_INCLUDES + ["table_toy", "table_images"]),
+        generated=[L.generated(f) for f in REPORT_INCLUDES + ["table_toy", "table_images"]],
         figures=report_figures(),
     output:
         report(L.pdf, caption="../report/pdf.rst", category="Report"),
     params:
         build=lambda w, input: str(Path(input.generated[0]).parent.parent),
     log:
-        f"{LOGS}/report/latexmk.log",
+        L.log("report", "latexmk.log"),
     conda:
         "../../envs/report.yaml"
     script:

@@ -3,14 +3,14 @@
 
 rule toy_train:
     output:
-        model=f"{RESULTS}/toy/{{name}}/model.pt",
-        log_csv=f"{RESULTS}/toy/{{name}}/log.csv",
+        model=L.toy_model("{name}"),
+        log_csv=L.toy_log("{name}"),
     params:
         exp=lambda w: TOY[w.name],
     log:
-        f"{LOGS}/toy/{{name}}.train.log",
+        L.log("toy", "{name}.train.log"),
     benchmark:
-        f"{BENCH}/toy/{{name}}.train.tsv"
+        L.benchmark("toy", "{name}.train.tsv")
     threads: config["toy"]["threads"]
     conda:
         ENV
@@ -22,15 +22,15 @@ rule toy_evaluate:
     input:
         model=rules.toy_train.output.model,
     output:
-        metrics=f"{RESULTS}/toy/{{name}}/metrics.csv",
-        samples=f"{RESULTS}/toy/{{name}}/samples.npz",
+        metrics=L.toy_metrics("{name}"),
+        samples=L.toy_samples("{name}"),
     params:
         settings={k: config["toy"][k] for k in ("n_eval", "n_plot", "z_eval", "sinkhorn_eps", "emd_max_iter", "eval_draws")},
         exp=lambda w: {**get_toy_trajectory(w.name), "steps": TOY[w.name]["steps"]},
     log:
-        f"{LOGS}/toy/{{name}}.evaluate.log",
+        L.log("toy", "{name}.evaluate.log"),
     benchmark:
-        f"{BENCH}/toy/{{name}}.evaluate.tsv"
+        L.benchmark("toy", "{name}.evaluate.tsv")
     threads: 1
     conda:
         ENV
@@ -40,14 +40,14 @@ rule toy_evaluate:
 
 rule toy_summary:
     input:
-        expand(f"{RESULTS}/toy/{{name}}/metrics.csv", name=TOY),
+        [L.toy_metrics(name) for name in TOY],
     output:
-        f"{RESULTS}/toy/summary.csv",
+        L.toy_summary(),
     params:
         kind="summary",
         gammas=None,
     log:
-        f"{LOGS}/toy/summary.log",
+        L.log("toy", "summary.log"),
     conda:
         ENV
     script:
@@ -56,14 +56,14 @@ rule toy_summary:
 
 rule toy_sweep_table:
     input:
-        lambda w: [f"{RESULTS}/toy/{n}/metrics.csv" for _, n in TOY_SWEEPS[w.sweep]],
+        lambda w: [L.toy_metrics(n) for _, n in TOY_SWEEPS[w.sweep]],
     output:
-        f"{RESULTS}/toy/sweeps/{{sweep}}.csv",
+        L.toy_sweep("{sweep}"),
     params:
         kind="sweep",
         gammas=lambda w: [g for g, _ in TOY_SWEEPS[w.sweep]],
     log:
-        f"{LOGS}/toy/sweep_{{sweep}}.log",
+        L.log("toy", "sweep_{sweep}.log"),
     conda:
         ENV
     script:
@@ -73,10 +73,10 @@ rule toy_sweep_table:
 # One rule per figure kind (named toy_figure_<kind>): asking for one file rebuilds
 # only its chain (train -> evaluate -> figure).
 _TOY_FIGURE_SPECS = {
-    "scatter": ("samples.npz", "input, target, push-forward"),
-    "transport": ("samples.npz", "NOT map vs exact OT plan (one batch)"),
-    "one_to_many": ("samples.npz", "several z for fixed x"),
-    "losses": ("log.csv", "training curves"),
+    "scatter": (L.toy_samples, "input, target, push-forward"),
+    "transport": (L.toy_samples, "NOT map vs exact OT plan (one batch)"),
+    "one_to_many": (L.toy_samples, "several z for fixed x"),
+    "losses": (L.toy_log, "training curves"),
 }
 
 for _kind, (_source, _title) in _TOY_FIGURE_SPECS.items():
@@ -85,16 +85,16 @@ for _kind, (_source, _title) in _TOY_FIGURE_SPECS.items():
         name:
             f"toy_figure_{_kind}"
         input:
-            f"{RESULTS}/toy/{{name}}/{_source}",
+            _source("{name}"),
         output:
-            pdf=f"{FIGURES}/toy/{{name}}_{_kind}.pdf",
-            png=report(f"{FIGURES}/toy/{{name}}_{_kind}.png", caption="../report/toy.rst",
+            pdf=L.toy_figure("{name}", _kind),
+            png=report(L.toy_figure("{name}", _kind, "png"), caption="../report/toy.rst",
                        category="Toy", subcategory="{name}"),
         params:
             kind=_kind,
             title=f"{{name}}: {_title}",
         log:
-            f"{LOGS}/figures/toy/{{name}}_{_kind}.log",
+            L.log("figures", "toy", f"{{name}}_{_kind}.log"),
         conda:
             ENV
         script:
@@ -103,16 +103,16 @@ for _kind, (_source, _title) in _TOY_FIGURE_SPECS.items():
 
 rule toy_figure_gamma_sweep:
     input:
-        f"{RESULTS}/toy/sweeps/{{sweep}}.csv",
+        L.toy_sweep("{sweep}"),
     output:
-        pdf=f"{FIGURES}/toy/{{sweep}}_gamma_sweep.pdf",
-        png=report(f"{FIGURES}/toy/{{sweep}}_gamma_sweep.png", caption="../report/sweep.rst",
+        pdf=L.toy_figure("{sweep}", "gamma_sweep"),
+        png=report(L.toy_figure("{sweep}", "gamma_sweep", "png"), caption="../report/sweep.rst",
                    category="Toy", subcategory="gamma sweeps"),
     params:
         kind="gamma_sweep",
         title=lambda w: f"{w.sweep}: modes covered and conditional variance vs gamma",
     log:
-        f"{LOGS}/figures/toy/{{sweep}}_gamma_sweep.log",
+        L.log("figures", "toy", "{sweep}_gamma_sweep.log"),
     conda:
         ENV
     script:
@@ -121,16 +121,16 @@ rule toy_figure_gamma_sweep:
 
 rule toy_figure_l2_uvp_dim:
     input:
-        f"{RESULTS}/toy/summary.csv",
+        L.toy_summary(),
     output:
-        pdf=f"{FIGURES}/toy/l2_uvp_vs_dim.pdf",
-        png=report(f"{FIGURES}/toy/l2_uvp_vs_dim.png", caption="../report/toy.rst", category="Toy",
+        pdf=L.figure("toy", "l2_uvp_vs_dim"),
+        png=report(L.figure("toy", "l2_uvp_vs_dim", "png"), caption="../report/toy.rst", category="Toy",
                    subcategory="Gaussians"),
     params:
         kind="l2_uvp_dim",
         title="Gaussian pairs: L2-UVP against the dimension",
     log:
-        f"{LOGS}/figures/toy/l2_uvp_vs_dim.log",
+        L.log("figures", "toy", "l2_uvp_vs_dim.log"),
     conda:
         ENV
     script:

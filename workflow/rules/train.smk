@@ -7,8 +7,8 @@ rule train:
         source=lambda w: manifest_path(RUNS[w.run]["source"], RUNS[w.run]["image_size"]),
         target=lambda w: manifest_path(RUNS[w.run]["target"], RUNS[w.run]["image_size"]),
     output:
-        final=f"{RESULTS}/train/{{run}}/final.pt",
-        log_csv=f"{RESULTS}/train/{{run}}/log.csv",
+        final=L.final("{run}"),
+        log_csv=L.train_log("{run}"),
         # T-only snapshots for evaluation (every snapshot_every f-steps and the last)
         snapshots=directory(L.snapshots("{run}")),
     params:
@@ -20,9 +20,9 @@ rule train:
     resources:
         gpu=1,
     log:
-        f"{LOGS}/train/{{run}}.log",
+        L.log("train", "{run}.log"),
     benchmark:
-        f"{BENCH}/train/{{run}}.tsv"
+        L.benchmark("train", "{run}.tsv")
     threads: config["images"]["threads"]
     conda:
         ENV

@@ -16,7 +16,7 @@ def main(build: str, out: str, tex: list[str], log_path: str | None = None) -> N
 
 def _parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--build", required=True, help="folder holding generated/ (the rule's REPORT_BUILD)")
+    p.add_argument("--build", required=True, help="folder holding generated/ (results/SUITE/report)")
     p.add_argument("--out", required=True)
     p.add_argument("--tex", nargs="+", default=["report/main.tex", "report/notpipe.sty"],
                    help="the report sources copied into the build folder")

@@ -129,11 +129,13 @@ def _check_experiment(name: str, exp: dict, errors: list[str]) -> None:
 def _check_data(cfg: dict, errors: list[str]) -> None:
     from notpipe.data.datasets import DatasetError, resolve_datasets
 
+    from notpipe.paths import shared_dir
+
     if cfg["data"]["data_dir"] is None:
-        cfg["data"]["data_dir"] = f"{cfg['results_dir']}/data"
+        cfg["data"]["data_dir"] = shared_dir(cfg["results_dir"], "data")
     for key in ("inception_weights", "lpips_weights"):
         if cfg["eval"][key] is None:
-            cfg["eval"][key] = f"{cfg['results_dir']}/weights"
+            cfg["eval"][key] = shared_dir(cfg["results_dir"], "weights")
     try:
         known = resolve_datasets(cfg["datasets"])
     except DatasetError as err:

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from notpipe.io import atomic_path
+from notpipe.paths import figure_file
 from notpipe.report.tables import num, tex
 
 TEX_HINT = ("install TeX: Debian/Ubuntu `apt-get install texlive-latex-recommended texlive-latex-extra "
@@ -72,9 +73,9 @@ def figures_toy(figs: dict[str, list[str]], sweeps: list[str]) -> str:
 def figures_images(runs: dict[str, dict], figdir: str) -> str:
     parts = []
     for name in runs:
-        parts.append(_single(f"{figdir}/images/{name}_grid.pdf",
+        parts.append(_single(figure_file(figdir, "images", f"{name}_grid"),
                              f"Run \\texttt{{{tex(name)}}}: first row test inputs, then $T(x, z)$.", r"\linewidth"))
-        parts.append(_single(f"{figdir}/images/{name}_losses.pdf",
+        parts.append(_single(figure_file(figdir, "images", f"{name}_losses"),
                              f"Run \\texttt{{{tex(name)}}}: losses, cost term and gradient norms.", r"\linewidth"))
     return "\n".join(parts) or "No image runs in this configuration.\n"
 
@@ -82,9 +83,9 @@ def figures_images(runs: dict[str, dict], figdir: str) -> str:
 def figures_eval(runs: dict[str, dict], figdir: str) -> str:
     if not runs:
         return "No image runs in this configuration.\n"
-    parts = [_single(f"{figdir}/images/{n}_fid_curve.pdf", f"Run \\texttt{{{tex(n)}}}: FID and transport "
+    parts = [_single(figure_file(figdir, "images", f"{n}_fid_curve"), f"Run \\texttt{{{tex(n)}}}: FID and transport "
                      "cost over training (every kept snapshot).", r"\linewidth") for n in runs]
-    parts.append(_single(f"{figdir}/images/tradeoff.pdf",
+    parts.append(_single(figure_file(figdir, "images", "tradeoff"),
                          "FID against transport cost across runs (the papers' trade-off).", r"\linewidth"))
     return "\n".join(parts)
 
@@ -92,7 +93,7 @@ def figures_eval(runs: dict[str, dict], figdir: str) -> str:
 def figures_speed(runs: dict[str, dict], figdir: str) -> str:
     if not runs:
         return "No image runs in this configuration.\n"
-    return _single(f"{figdir}/speed/throughput.pdf",
+    return _single(figure_file(figdir, "speed", "throughput"),
                    "Median training throughput per run (images through $T$ per second).", r"0.6\linewidth")
 
 
