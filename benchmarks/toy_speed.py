@@ -1,59 +1,139 @@
-"""Toy training speed: our NOT trainer vs a plain reference loop, in one run.
+"""Toy training speed: our NOT trainer vs the authors'-style loops, in one run, plus the compute floor.
 
-The reference is a straightforward loop in the authors' style (nn.Sequential
-MLPs, torch.optim.Adam, freeze/unfreeze f, F.mse_loss cost, one sampler call per
-batch). Both train the same architecture (moons: Gaussian -> two moons, strong
-cost, MLP 2x100, batch 64, K_T = 10) for the same number of f-steps from the
-same seed. Prints f-steps/s, T-steps/s, samples/s, peak RSS and the speed ratio.
+Two settings, each timed for the same number of f-steps from the same seed:
 
-    python benchmarks/toy_speed.py --steps 10000 --threads 1
+* ``strong`` -- moons (Gaussian -> two moons), strong cost, MLP 2x100, batch 64, K_T 10;
+  reference: :func:`notpipe.benchmarks.reference.toy_loop` (``nn.Sequential``,
+  ``torch.optim.Adam``, ``F.mse_loss``, ``.item()`` every step);
+* ``weak`` -- the authors' NOT_toy_2D settings (``configs/authors_toy.yaml``: weak cost,
+  γ 1, |Z_x| 4, MLPs 3x100, batch 64, K_T 10); reference: their notebook loop,
+  :func:`notpipe.benchmarks.reference.authors_toy_2d`.
+
+The compute floor is the model FLOPs of one f-step divided by the GEMM rate this
+machine reaches at the toys' sizes (``torch.mm`` of a (B·Z, 100) by (100, 100) block,
+timed here): the time one f-step would take if only its matrix products cost anything.
+The gap between a contender and the floor is dispatch and autograd overhead.
+
+    python benchmarks/toy_speed.py --steps 2000 --threads 1
+    python benchmarks/toy_speed.py --setting weak --steps 500
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import time
+from pathlib import Path
 
 import torch
 
 from notpipe import toy
-from notpipe.benchmarks.reference import toy_loop as reference_loop
-from notpipe.config import validate_config
+from notpipe.benchmarks.measure import device_name, process_peak_rss
+from notpipe.benchmarks.reference import authors_toy_2d, toy_loop
+from notpipe.config import load_config, validate_config
 
-EXP = {"source": {"name": "gaussian", "dim": 2}, "target": {"name": "moons"},
-       "cost": {"name": "strong"}, "batch": 64, "k_t": 10, "seed": 0}
+#: configs/ of this checkout (the weak setting is configs/authors_toy.yaml)
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+STRONG = {"source": {"name": "gaussian", "dim": 2}, "target": {"name": "moons"},
+          "cost": {"name": "strong"}, "batch": 64, "k_t": 10, "seed": 0}
 
 
-def ours(steps: int, impl: str = "flat") -> float:
-    exp = validate_config({"toy": {"experiments": {"b": dict(EXP, steps=steps, log_every=100,
-                                                                optim={"impl": impl})}}})
-    tr = toy.build(exp["toy"]["experiments"]["b"]).trainer
+def weak_experiment() -> dict:
+    return load_config(CONFIGS / "authors_toy.yaml")["toy"]["experiments"]["swissroll_s0"]
+
+
+def strong_experiment(steps: int, impl: str) -> dict:
+    cfg = {"toy": {"experiments": {"b": dict(STRONG, steps=steps, log_every=100, optim={"impl": impl})}}}
+    return validate_config(cfg)["toy"]["experiments"]["b"]
+
+
+def mlp_flops(dims: list[int]) -> int:
+    """Forward FLOPs of one sample through an MLP with layer widths ``dims`` (2 per multiply-add)."""
+    return sum(2 * a * b for a, b in zip(dims[:-1], dims[1:]))
+
+
+def flops_per_f_step(exp: dict, dim: int = 2) -> int:
+    """Model FLOPs of one f-step; backward = 2x forward (1x for f's input-only backward in T-steps)."""
+    m = exp["model"]
+    z = exp["cost"].get("z_size", 1) if exp["cost"]["name"] != "strong" else 1
+    zd = m["z_dim"] if exp["cost"]["name"] != "strong" else 0
+    f_t, f_f = mlp_flops([dim + zd, *m["hidden_t"], dim]), mlp_flops([dim, *m["hidden_f"], 1])
+    b = exp["batch"]
+    t_steps = exp["k_t"] * b * z * (3 * f_t + 2 * f_f)
+    return t_steps + b * f_t + 2 * b * 3 * f_f
+
+
+def gemm_rate(rows: int, width: int = 100, seconds: float = 0.5) -> float:
+    """FLOP/s of ``torch.mm`` at the toys' sizes: (rows, width) x (width, width), float32."""
+    a, w = torch.randn(rows, width), torch.randn(width, width)
+    for _ in range(50):
+        torch.mm(a, w)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(100):
+            torch.mm(a, w)
+        n += 100
+    return n * 2 * rows * width * width / (time.perf_counter() - t0)
+
+
+def time_ours(exp: dict, steps: int) -> float:
+    tr = toy.build(dict(exp, steps=steps)).trainer
     t0 = time.perf_counter()
     tr.run(steps, progress=False)
     return time.perf_counter() - t0
 
 
-def main() -> None:
+def time_authors(exp: dict, steps: int) -> float:
+    setup = toy.build(exp)
+    m = exp["model"]
+    t0 = time.perf_counter()
+    authors_toy_2d(setup.source, setup.target, steps, zd=m["z_dim"], z_std=m["z_std"], z_size=exp["cost"]["z_size"],
+                   hidden=m["hidden_t"][0], lr=exp["optim"]["lr_t"], batch=exp["batch"], t_iters=exp["k_t"],
+                   seed=exp["seed"])
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--setting", choices=["strong", "weak", "both"], default="both")
     ap.add_argument("--steps", type=int, default=2000, help="f-steps per contender (default 2000)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest for these sizes)")
     ap.add_argument("--warmup", type=int, default=50)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    reference_loop(args.warmup)
-    ours(args.warmup)
-    rows = [("reference loop", reference_loop(args.steps)),
-            ("notpipe (torch fused Adam)", ours(args.steps, "torch")),
-            ("notpipe (FlatAdam, default)", ours(args.steps, "flat"))]
-    ref = rows[0][1]
-    print(f"moons toy, {args.steps} f-steps x K_T=10, batch 64, MLP 2x100, {args.threads} thread(s)")
-    print(f"{'contender':30s} {'seconds':>8s} {'f-steps/s':>10s} {'T-steps/s':>10s} {'samples/s':>10s} "
-          f"{'10k-step s':>10s} {'speed-up':>8s}")
-    for name, sec in rows:
-        print(f"{name:30s} {sec:8.2f} {args.steps / sec:10.1f} {11 * args.steps / sec:10.0f} "
-              f"{11 * 64 * args.steps / sec:10.0f} {sec * 10000 / args.steps:10.1f} {ref / sec:7.2f}x")
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(f"toy_speed: {device_name(torch.device('cpu'))}, torch {torch.__version__}, {args.steps} f-steps")
+    settings = ["strong", "weak"] if args.setting == "both" else [args.setting]
+    for setting in settings:
+        if setting == "strong":
+            exp = strong_experiment(args.steps, "flat")
+            rows = [("reference loop (authors' style)", lambda n: toy_loop(n)),
+                    ("notpipe (torch fused Adam)", lambda n: time_ours(strong_experiment(n, "torch"), n)),
+                    ("notpipe (FlatAdam, default)", lambda n: time_ours(strong_experiment(n, "flat"), n))]
+            what = "moons, strong cost, MLP 2x100, batch 64, K_T 10"
+        else:
+            exp = weak_experiment()
+            rows = [("authors' NOT_toy_2D loop", lambda n: time_authors(exp, n)),
+                    ("notpipe (FlatAdam, default)", lambda n: time_ours(exp, n))]
+            what = "authors' settings: weak gamma 1, |Z_x| 4, MLP 3x100, batch 64, K_T 10"
+        flops = flops_per_f_step(exp)
+        rows_b = exp["batch"] * (exp["cost"].get("z_size", 1) if setting == "weak" else 1)
+        rate = gemm_rate(rows_b, exp["model"]["hidden_t"][0])
+        floor = flops / rate
+        print(f"\n{setting}: {what}")
+        print(f"  model FLOPs per f-step {flops / 1e6:.2f} M; torch.mm at ({rows_b}, 100)x(100, 100): "
+              f"{rate / 1e9:.1f} GFLOP/s -> compute floor {1e3 * floor:.2f} ms per f-step "
+              f"({floor * 1e4:.0f} s per 10k f-steps)")
+        results = []
+        for name, fn in rows:
+            fn(args.warmup)
+            results.append((name, fn(args.steps)))
+        ref = results[0][1]
+        print(f"  {'contender':32s} {'seconds':>8s} {'f-steps/s':>10s} {'ms/f-step':>10s} {'10k-step s':>10s} "
+              f"{'x floor':>8s} {'speed-up':>8s}")
+        for name, sec in results:
+            ms = 1e3 * sec / args.steps
+            print(f"  {name:32s} {sec:8.2f} {args.steps / sec:10.1f} {ms:10.2f} {sec * 1e4 / args.steps:10.1f} "
+                  f"{ms / (1e3 * floor):7.1f}x {ref / sec:7.2f}x")
+    print(f"\npeak RSS {process_peak_rss() / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":

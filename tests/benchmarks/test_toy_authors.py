@@ -48,3 +48,16 @@ def test_script_runs_their_loop_and_compares(tmp_path):
     assert (tmp_path / "results/authors_toy/toy/authors_comparison.csv").is_file()
     bad = subprocess.run([*script, "--only", "nope"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "nope" in bad.stderr
+
+
+def test_toy_speed_prints_both_settings_and_the_floor():
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "toy_speed.py"), "--steps", "3", "--warmup", "1"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for text in ("strong: moons", "weak: authors' settings", "compute floor", "authors' NOT_toy_2D loop",
+                 "notpipe (FlatAdam, default)", "x floor"):
+        assert text in r.stdout, text
+    # 10·64·(3·F_T + 2·F_f) + 64·F_T + 2·64·3·F_f with F_T = 2(2·100 + 100·100 + 100·2),
+    # F_f = 2(2·100 + 100·100 + 100): 75 545 600 FLOPs per f-step of the strong moons run
+    assert "model FLOPs per f-step 75.55 M" in r.stdout
+
