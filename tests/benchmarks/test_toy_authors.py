@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 import torch
 import yaml
 from conftest import REPO
@@ -26,6 +27,32 @@ def test_their_trained_map_is_evaluated_as_it_is():
     assert not torch.equal(fresh[0].weight, T[0].weight)  # three f-steps changed the weights
     # Kaiming-normal as their weights_init_mlp: std sqrt(2 / fan_in) on the hidden layers
     assert abs(float(fresh[2].weight.std()) - (2 / 100) ** 0.5) < 0.01
+
+
+def test_our_t_step_computes_exactly_their_loss_and_gradients():
+    """On the same weights, x batch and z draws, our trainer's weak-cost T loss (gamma 1) and
+    its gradients equal the notebook's ``mse(X, mean_z T) - f(T).mean() - var_z T.mean() / Z``."""
+    import torch.nn.functional as F
+
+    exp = load_config(REPO / "configs" / "authors_toy.yaml")["toy"]["experiments"]["swissroll_s0"]
+    tr = toy.build(exp).trainer
+    T = authors_toy_2d(lambda n, g: torch.zeros(n, 2), lambda n, g: torch.zeros(n, 2), 0, seed=0)
+    into_vector_map(T, tr.T)
+    g = torch.Generator().manual_seed(0)
+    x, z = torch.randn(64, 2, generator=g), 0.1 * torch.randn(64, 4, 2, generator=g)
+    X = x.reshape(-1, 1, 2).repeat(1, 4, 1)
+    T_XZ = T(torch.cat([X, z], 2).flatten(0, 1)).permute(1, 0).reshape(2, -1, 4).permute(1, 2, 0)
+    theirs = F.mse_loss(X[:, 0], T_XZ.mean(1)).mean() - tr.f(T_XZ.flatten(0, 1)).mean() - T_XZ.var(1).mean() / 4
+    theirs.backward()
+    grads = [p.grad.clone() for p in T.parameters()]
+    tr.noise = lambda n, gen, dev: z.reshape(n, 2)  # the same z, in the same (x-major) order
+    ys = tr.push(x, 4)
+    ours = tr.cost.batch_mean(x, ys, 1.0) - tr.f(ys.flatten(0, 1)).mean()
+    tr.opt_t.zero_grad()
+    ours.backward()
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-6)
+    for a, b in zip(grads, tr.T.parameters(), strict=True):
+        assert torch.allclose(a, b.grad, atol=1e-6), "gradients differ"
 
 
 def test_script_runs_their_loop_and_compares(tmp_path):
