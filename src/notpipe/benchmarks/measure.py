@@ -34,13 +34,18 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _vm_hwm() -> int | None:
-    """Peak RSS of this process since the last reset, bytes (Linux), else None."""
+def _proc_status_bytes(key: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (``VmHWM``, ``VmRSS``) in bytes (Linux), else None."""
     try:
-        m = re.search(r"VmHWM:\s+(\d+)\s+kB", Path("/proc/self/status").read_text())
+        m = re.search(rf"{key}:\s+(\d+)\s+kB", Path("/proc/self/status").read_text())
         return int(m.group(1)) * 1024 if m else None
     except OSError:
         return None
+
+
+def _vm_hwm() -> int | None:
+    """Peak RSS of this process since the last reset."""
+    return _proc_status_bytes("VmHWM")
 
 
 def reset_peak(device: torch.device) -> None:
@@ -56,11 +61,7 @@ def reset_peak(device: torch.device) -> None:
 
 
 def _vm_rss() -> int | None:
-    try:
-        m = re.search(r"VmRSS:\s+(\d+)\s+kB", Path("/proc/self/status").read_text())
-        return int(m.group(1)) * 1024 if m else None
-    except OSError:
-        return None
+    return _proc_status_bytes("VmRSS")
 
 
 def peak_memory(device: torch.device, rss_at_reset: int | None = None) -> dict:
