@@ -262,7 +262,7 @@ def plot_l2_uvp_dim(summary: pd.DataFrame, stem: str | Path, title: str,
         raise ValueError("no Gaussian pair with l2_uvp and dim in the summary")
     by_dim = df.groupby("dim").mean(numeric_only=True).sort_index()
     d = by_dim.index.to_numpy(dtype=float)
-    fig, ax = plt.subplots(figsize=style.figsize("one", 0.8), layout="constrained")
+    fig, ax = plt.subplots(figsize=style.figsize("one", 1.0), layout="constrained")
     for col, label, color, marker in UVP_LINES:
         if col in by_dim and by_dim[col].notna().any():
             ax.plot(d, by_dim[col], marker=marker, color=color, label=label, lw=1.2, ms=5)
@@ -274,6 +274,6 @@ def plot_l2_uvp_dim(summary: pd.DataFrame, stem: str | Path, title: str,
     ax.set_xlabel("dimension D")
     ax.set_ylabel("L2-UVP (%)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize="small")
+    fig.legend(loc="outside lower center", ncols=2, fontsize="small")  # below the axes: no line hidden
     fig.suptitle(title)
     return save_figure(fig, stem)
