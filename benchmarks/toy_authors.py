@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from notpipe import toy
-from notpipe.benchmarks.reference import authors_toy_2d, into_vector_map
+from notpipe.benchmarks.reference import authors_toy_2d_for, into_vector_map
 from notpipe.config import load_config
 from notpipe.io import atomic_path
 from notpipe.paths import Layout
@@ -48,9 +48,7 @@ def run_authors(name: str, exp: dict, cfg: dict, out: str) -> dict:
         raise ValueError(f"{name}: the authors' toy loop is weak cost, gamma 1, 3 hidden layers")
     gen = torch.Generator().manual_seed(int(exp["seed"]))
     t0 = time.perf_counter()
-    T = authors_toy_2d(setup.source, setup.target, exp["steps"], zd=m["z_dim"], z_std=m["z_std"],
-                       z_size=exp["cost"]["z_size"], hidden=m["hidden_t"][0], lr=exp["optim"]["lr_t"],
-                       batch=exp["batch"], t_iters=exp["k_t"], seed=int(exp["seed"]), generator=gen)
+    T = authors_toy_2d_for(exp, setup.source, setup.target, generator=gen)
     seconds = time.perf_counter() - t0
     into_vector_map(T, setup.trainer.T)
     setup.trainer.T.eval()

@@ -28,7 +28,7 @@ import torch
 
 from notpipe import toy
 from notpipe.benchmarks.measure import device_name, process_peak_rss
-from notpipe.benchmarks.reference import authors_toy_2d, toy_loop
+from notpipe.benchmarks.reference import authors_toy_2d_for, toy_loop
 from notpipe.config import load_config, validate_config
 
 #: configs/ of this checkout (the weak setting is configs/authors_toy.yaml)
@@ -84,11 +84,8 @@ def time_ours(exp: dict, steps: int) -> float:
 
 def time_authors(exp: dict, steps: int) -> float:
     setup = toy.build(exp)
-    m = exp["model"]
     t0 = time.perf_counter()
-    authors_toy_2d(setup.source, setup.target, steps, zd=m["z_dim"], z_std=m["z_std"], z_size=exp["cost"]["z_size"],
-                   hidden=m["hidden_t"][0], lr=exp["optim"]["lr_t"], batch=exp["batch"], t_iters=exp["k_t"],
-                   seed=exp["seed"])
+    authors_toy_2d_for(exp, setup.source, setup.target, steps)
     return time.perf_counter() - t0
 
 

@@ -219,7 +219,6 @@ def time_ours(sz: Sizes, opts: Opts, init: dict, arrays: dict, device: torch.dev
     tr = build_ours(sz, opts, init, device, arrays, float_data)
     out = _rates(timed(lambda n: tr.run(tr.step + n, progress=False), warmup, steps, device, repeats), sz, flops)
     out["options"] = asdict(opts.effective(device))
-    del tr
     return out
 
 

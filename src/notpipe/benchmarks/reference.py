@@ -292,6 +292,16 @@ def authors_toy_2d(X_sampler, Y_sampler, steps: int, *, dim: int = 2, zd: int = 
     return T
 
 
+def authors_toy_2d_for(exp: dict, X_sampler, Y_sampler, steps: int | None = None,
+                       generator: torch.Generator | None = None) -> nn.Sequential:
+    """:func:`authors_toy_2d` with the sizes, seed and steps of a validated toy experiment block."""
+    m = exp["model"]
+    return authors_toy_2d(X_sampler, Y_sampler, exp["steps"] if steps is None else steps, zd=m["z_dim"],
+                          z_std=m["z_std"], z_size=exp["cost"]["z_size"], hidden=m["hidden_t"][0],
+                          lr=exp["optim"]["lr_t"], batch=exp["batch"], t_iters=exp["k_t"], seed=int(exp["seed"]),
+                          generator=generator)
+
+
 def into_vector_map(T: nn.Sequential, vector_map) -> None:
     """Copy the authors' ``nn.Sequential`` T into our :class:`~notpipe.toy.models.VectorMap`
     (the same Linear layers in the same order, input ``cat([x, z])``), so our evaluation

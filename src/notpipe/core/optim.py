@@ -76,7 +76,7 @@ class FlatAdam:
 
 def make_adam(model: nn.Module, lr: float, betas=(0.9, 0.999), weight_decay: float = 0.0,
               impl: str = "flat"):
-    """Adam for ``model``: ``impl='flat'`` (:class:`FlatAdam`) or ``'torch'``.
+    """Adam for ``model``: ``impl='flat'`` (:class:`FlatAdam`), ``'torch'`` or ``'loop'``.
 
     ``'torch'`` uses ``torch.optim.Adam(fused=True)`` on CUDA and on CPU where
     supported (the right choice for image models, whose steps are compute-bound).
@@ -86,4 +86,7 @@ def make_adam(model: nn.Module, lr: float, betas=(0.9, 0.999), weight_decay: flo
     if impl == "torch":
         return torch.optim.Adam(model.parameters(), lr, betas=tuple(betas),
                                 weight_decay=weight_decay, fused=True)
-    raise ValueError(f"unknown optimiser impl {impl!r}; allowed: flat, torch")
+    if impl == "loop":  # the old per-parameter default: the authors' notebooks (speed reference)
+        return torch.optim.Adam(model.parameters(), lr, betas=tuple(betas),
+                                weight_decay=weight_decay, foreach=False)
+    raise ValueError(f"unknown optimiser impl {impl!r}; allowed: flat, torch, loop")

@@ -21,8 +21,8 @@ from notpipe.toy.setup import ToySetup
 def energy_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """Unbiased (U-statistic) energy distance ``2E|A-B| - E|A-A'| - E|B-B'|`` (Székely & Rizzo).
 
-    Zero in expectation when the two laws agree (so no noise floor to subtract), and
-    a much lower-variance two-sample distance than a sample W2 at a few thousand points.
+    Zero in expectation when the two laws agree, so there is no noise floor to subtract
+    (measured spread over five draws of 4096 points: a 95 % half-width of 15-40 % of the value).
     """
     a, b = a.double(), b.double()
     n, m = len(a), len(b)

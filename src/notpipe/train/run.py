@@ -88,8 +88,7 @@ def build_trainer(run: dict, sample_p, sample_q, device: str | torch.device = "c
     """The trainer of one run block on the given samplers (``(n, generator) -> batch``).
 
     ``init`` (state dicts ``{"T", "f"}``) replaces the seeded initialisation; ``adam``
-    is :func:`~notpipe.core.optim.make_adam`'s ``impl``, or ``"loop"`` for
-    ``torch.optim.Adam(foreach=False)`` (the benchmark's reference setting).
+    is :func:`~notpipe.core.optim.make_adam`'s ``impl`` (the benchmark's reference uses ``"loop"``).
     """
     device = torch.device(device)
     seed, size = int(run["seed"]), int(run["image_size"])
@@ -104,12 +103,8 @@ def build_trainer(run: dict, sample_p, sample_q, device: str | torch.device = "c
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     T, f = T.to(device, memory_format=fmt), f.to(device, memory_format=fmt)
     o = run["optim"]
-    if adam == "loop":
-        opt_t, opt_f = (torch.optim.Adam(m.parameters(), o["lr_t" if m is T else "lr_f"], tuple(o["betas"]),
-                                         weight_decay=o["weight_decay"], foreach=False) for m in (T, f))
-    else:
-        opt_t = make_adam(T, o["lr_t"], o["betas"], o["weight_decay"], adam)
-        opt_f = make_adam(f, o["lr_f"], o["betas"], o["weight_decay"], adam)
+    opt_t = make_adam(T, o["lr_t"], o["betas"], o["weight_decay"], adam)
+    opt_f = make_adam(f, o["lr_f"], o["betas"], o["weight_decay"], adam)
     sched_t = sched_f = None
     if o["milestones"]:
         sched_t = torch.optim.lr_scheduler.MultiStepLR(opt_t, o["milestones"], o["lr_decay"])
@@ -241,10 +236,12 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
             save_grid(tr, grid_x, run["grid_z"], out / "grids" / f"step_{row['step']:08d}.png",
                       run["seed"] + GRID_SEED_OFFSET)
 
+    def full(state: dict) -> dict:  # a resumable checkpoint (final.pt too)
+        return {"trainer": state, "model_args": model_args(run), "name": name, "fingerprint": fp}
+
     def save(t: NOTTrainer) -> None:
         state = t.state_dict()
-        ckpt.atomic_save({"trainer": state, "model_args": model_args(run), "name": name, "fingerprint": fp},
-                         ckpt.checkpoint_path(ckpt_dir, t.step))
+        ckpt.atomic_save(full(state), ckpt.checkpoint_path(ckpt_dir, t.step))
         ckpt.prune(ckpt_dir, run["keep"])
         if t.step in snapshot_steps(run):
             ckpt.atomic_save(snapshot(state, run, name, fp), _kept_snapshot(out, t.step))
@@ -260,7 +257,7 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
     if not _kept_snapshot(out, tr.step).exists():
         ckpt.atomic_save(snapshot(state, run, name, fp), _kept_snapshot(out, tr.step))
     publish_snapshots(out, snapshot_steps(run))
-    ckpt.atomic_save({"trainer": state, "model_args": model_args(run), "name": name, "fingerprint": fp}, out / "final.pt")
+    ckpt.atomic_save(full(state), out / "final.pt")
     return setup
 
 
