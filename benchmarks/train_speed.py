@@ -35,6 +35,7 @@ Examples::
     python benchmarks/train_speed.py --cost weak --check-losses 3
     python benchmarks/train_speed.py --ablation --out results/benchmarks/train_speed.json
     python benchmarks/train_speed.py --preset gpu --cost weak --ablation   # the paper's sizes
+    python benchmarks/train_speed.py --skip-reference --ddp 2              # 1 vs 2 processes (DDP)
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ from pathlib import Path
 import torch
 
 from notpipe.benchmarks.image import (PRESETS, STEPS, WEAK_Z, Opts, Sizes, ablation_variants, check_losses,
-                                      flops_per_step, initial_weights, synthetic, time_loader, time_ours,
-                                      time_reference)
+                                      flops_per_step, initial_weights, synthetic, time_ddp, time_loader,
+                                      time_ours, time_reference)
 from notpipe.benchmarks.measure import device_name, fmt_mem, peak_flops, process_peak_rss
 
 
@@ -93,6 +94,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="reference puts T in eval mode for the f-step as the authors' freeze() does")
     ap.add_argument("--loader-seconds", type=float, default=1.0, help="how long to time the loader alone")
     ap.add_argument("--skip-reference", action="store_true", help="time only ours")
+    ap.add_argument("--ddp", type=int, default=0, metavar="N",
+                    help="also time ours on N processes (torch.distributed DDP, same global batch: NCCL with "
+                         "one GPU each, gloo on the CPU with threads/N each) and print the scaling efficiency")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     return ap.parse_args(argv)
 
@@ -191,6 +195,14 @@ def main(argv=None) -> dict:
                 rows.append((f"ours {label}", r))
         loader = time_loader(sz, arrays, device, eff.channels_last, args.loader_seconds)
         result["loader"] = loader
+        if args.ddp > 1:
+            per = max(1, torch.get_num_threads() // args.ddp) if device.type == "cpu" else 1
+            ddp = time_ddp(sz, opts, init, Path(tmp), device, args.ddp, warmup, steps, fl["per_f_step"], per)
+            ddp["scaling_efficiency"] = ddp["images_per_s"] / (args.ddp * ours["images_per_s"])
+            ddp["peak_memory"] = {"kind": "n/a (per rank: peak_memory_bytes_per_rank)", "bytes": None}
+            ddp["foreign_cores"] = None
+            result["ddp"] = ddp
+            rows.append((f"ours, DDP {args.ddp} processes ({ddp['backend']})", ddp))
 
     peak = peak_flops(device, eff.precision)
     if "reference" in result:
@@ -224,6 +236,12 @@ def main(argv=None) -> dict:
           f"{loader['ratio_vs_trainer_T_images']:.1f}x its img/s through T (target >= 5x)")
     if "reference" in result:
         print(f"ours / reference: {result['ratio_ours_over_reference']:.2f}x images/s")
+    if "ddp" in result:
+        d = result["ddp"]
+        print(f"DDP: {d['processes']} processes ({d['backend']}, {d['threads_per_process']} threads each on CPU) "
+              f"{d['images_per_s']:.1f} img/s against 1 process {ours['images_per_s']:.1f} img/s "
+              f"({torch.get_num_threads()} threads): scaling efficiency {100 * d['scaling_efficiency']:.0f} % "
+              f"(img/s of N / (N x img/s of 1))")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1, default=str))

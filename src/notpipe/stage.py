@@ -66,4 +66,9 @@ def entry(main: Callable[..., object], parser: argparse.ArgumentParser,
         import torch
 
         torch.set_num_threads(threads)
-    main(**vars(args))
+    try:
+        main(**vars(args))
+    except Exception as exc:
+        if getattr(exc, "one_line", False):  # an error that says all a user needs: no traceback
+            raise SystemExit(f"error: {exc}") from None
+        raise

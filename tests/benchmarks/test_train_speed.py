@@ -127,3 +127,17 @@ def test_ours_is_the_library_trainer(tmp_path):
     w = next(p for p in fused.T.parameters() if p.dim() == 4)
     assert w.is_contiguous(memory_format=torch.channels_last)
     assert (fused.log_every, loop.log_every) == (100, 1)
+
+
+@pytest.mark.slow
+def test_ddp_option_times_two_processes_and_reports_the_scaling(tmp_path):
+    out = tmp_path / "speed.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_speed.py"), *TINY_ARGS, "--steps", "2",
+                           "--warmup", "1", "--threads", "2", "--skip-reference", "--ddp", "2",
+                           "--loader-seconds", "0.1", "--out", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "scaling efficiency" in proc.stdout
+    d = json.loads(out.read_text())["ddp"]
+    assert d["processes"] == 2 and d["backend"] == "gloo" and d["threads_per_process"] == 1
+    assert d["images_per_s"] > 0 and 0 < d["scaling_efficiency"]

@@ -1,5 +1,6 @@
-# Image NOT training: one job per run; holds the `gpu` resource (CPU when the job gets gpu=0
-# or no CUDA device is visible). Rerunning resumes from results/train/{run}/checkpoints/.
+# Image NOT training: one job per run; holds the `gpu` resource, `gpus` of the run (CPU when the
+# job gets gpu=0 or no CUDA device is visible); the job claims its devices (gpu_slots).
+# Rerunning resumes from results/train/{run}/checkpoints/.
 
 
 rule train:
@@ -18,7 +19,8 @@ rule train:
         grid=lambda w, output: {k: RUNS[w.run][k] for k in GRID_KEYS},
         data_dir=DATA,
     resources:
-        gpu=1,
+        # a run with gpus: N trains on N processes (DDP) and holds N devices
+        gpu=lambda w: RUNS[w.run]["gpus"],
     log:
         L.log("train", "{run}.log"),
     benchmark:

@@ -330,3 +330,47 @@ def ablation_variants(opts: Opts, device: torch.device, with_compile: bool) -> l
         out.append((label, new))
     return out
 
+
+
+def _ddp_rank(sz: Sizes, opts: Opts, init: dict, arrays_dir: str, cuda: bool, threads: int, warmup: int,
+              steps: int) -> dict:
+    """One rank of :func:`time_ddp`: ours in DDP (:func:`notpipe.train.distributed.wrap`) on the same
+    global batch; timed between barriers, so the slowest rank sets the figure."""
+    from notpipe.train import distributed
+
+    device = distributed.init_rank(cuda, threads)
+    try:
+        arrays = {side: np.load(Path(arrays_dir) / f"{side}_{sz.size}.npy", mmap_mode="r")
+                  for side in ("source", "target")}
+        tr = build_ours(sz, opts, init, device, arrays)
+        distributed.wrap(tr)
+        tr.run(warmup, progress=False)
+        sync(device)
+        distributed.barrier()
+        t0 = time.perf_counter()
+        tr.run(warmup + steps, progress=False)
+        sync(device)
+        distributed.barrier()
+        sec = time.perf_counter() - t0
+        peak = torch.cuda.max_memory_allocated(device) if cuda else None
+        return {"seconds": sec, "peak_memory_bytes": peak}
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def time_ddp(sz: Sizes, opts: Opts, init: dict, arrays_dir: Path, device: torch.device, nproc: int,
+             warmup: int, steps: int, flops: int, threads: int) -> dict:
+    """Ours on ``nproc`` processes (NCCL, one GPU each, or gloo on the CPU with ``threads`` each)."""
+    from notpipe.train.distributed import run_ranks
+
+    cuda = device.type == "cuda"
+    if cuda and torch.cuda.device_count() < nproc:
+        raise SystemExit(f"--ddp {nproc}: only {torch.cuda.device_count()} CUDA devices visible")
+    init = {k: init[k] for k in ("T", "f")}
+    res = run_ranks(_ddp_rank, (sz, replace(opts), init, str(arrays_dir), cuda, threads, warmup, steps), nproc,
+                    name="train_speed")
+    sec = max(r["seconds"] for r in res.values())
+    out = _rates({"steps": steps, "warmup": warmup, "seconds": sec}, sz, flops)
+    out.update(processes=nproc, threads_per_process=threads, backend="nccl" if cuda else "gloo",
+               peak_memory_bytes_per_rank=[res[r]["peak_memory_bytes"] for r in sorted(res)])
+    return out

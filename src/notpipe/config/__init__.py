@@ -173,6 +173,9 @@ def _check_images(cfg: dict, errors: list[str]) -> None:
             errors.append(f"{where}.image_size: {size} must be divisible by 2**model.t_depth = {2 ** depth}")
         if size < 8 or size & (size - 1):
             errors.append(f"{where}.image_size: {size} must be a power of two (ResNet_D halves it down to 4)")
+        if run["batch"] % run["gpus"]:
+            errors.append(f"{where}.batch: {run['batch']} must be divisible by gpus={run['gpus']} "
+                          "(each process takes an equal slice of the global batch)")
         for key in ("checkpoint_every", "grid_every"):
             if run[key] % run["log_every"]:
                 errors.append(f"{where}.{key}: {run[key]} must be a multiple of log_every={run['log_every']}")

@@ -19,10 +19,11 @@ from pathlib import Path
 #: toy-experiment keys that do not change the trajectory (raise ``steps`` to continue a run)
 TOY_FREE = ("steps", "log_every", "checkpoint_every", "gamma_sweep", "keep")
 #: image-run keys that do not change the trajectory. ``speed.compile`` and
-#: ``speed.channels_last`` compute the same maths (float rounding may differ);
+#: ``speed.channels_last`` compute the same maths (float rounding may differ), and so
+#: does ``gpus`` (N processes on slices of the same global batch, synced BatchNorm);
 #: ``speed.precision`` (bf16 vs fp32) does change the trajectory and is kept.
 IMAGE_FREE = ("steps", "log_every", "checkpoint_every", "snapshot_every", "grid_every", "grid_inputs",
-              "grid_z", "keep", "speed.compile", "speed.channels_last")
+              "grid_z", "keep", "speed.compile", "speed.channels_last", "gpus")
 
 VERSION = 1
 

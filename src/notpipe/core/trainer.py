@@ -13,6 +13,12 @@ synchronisation on the hot path. Per-step losses go into a device buffer that is
 read once every ``log_every`` steps; that read also checks for NaN/inf and names
 the first bad step. Checkpoints happen only at log boundaries, after that check,
 so a non-finite run never writes a checkpoint.
+
+Data-parallel runs (:mod:`notpipe.train.distributed`) set ``rank``/``world`` with
+:meth:`NOTTrainer.distribute`: every rank draws the *global* batch (and z) from the
+same seeded generator and keeps its own slice, so N processes compute what one
+process computes on the whole batch; the differentiated forward passes go through
+the ``DistributedDataParallel`` wrappers, which average the gradients.
 """
 
 from __future__ import annotations
@@ -89,6 +95,10 @@ class NOTTrainer:
         self.f_params = [p for p in f.parameters()]
         self.t_params = [p for p in T.parameters()]
         self.grad_norms = bool(grad_norms)
+        # data parallelism (distribute()): this process's slice of every global batch, and the
+        # modules whose forward is differentiated (DDP wrappers of T and f, else T and f)
+        self.rank, self.world = 0, 1
+        self.T_fit, self.f_fit = T, f
         self.step = 0  # completed f-steps
         self.elapsed = 0.0  # training seconds, summed over resumes
         self.history: list[dict] = []  # one row per log interval
@@ -96,26 +106,55 @@ class NOTTrainer:
         # grad norm of T (last T-step) and of f (only filled when grad_norms)
         self._buf = torch.zeros(5, self.log_every, device=self.device)
 
-    # ------------------------------------------------------------------ pieces
-    def _draw(self, sampler: Sampler, n: int) -> torch.Tensor:
-        return sampler(n, self.generator).to(self.device, non_blocking=True)
+    def distribute(self, T_fit: nn.Module, f_fit: nn.Module, rank: int, world: int) -> None:
+        """Train as rank ``rank`` of ``world`` processes; ``T_fit``/``f_fit`` wrap ``T``/``f`` (DDP)."""
+        if self.batch % world:
+            raise ValueError(f"batch {self.batch} is not divisible by the {world} processes")
+        self.T_fit, self.f_fit, self.rank, self.world = T_fit, f_fit, int(rank), int(world)
 
-    def push(self, x: torch.Tensor, z_per_x: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+    # ------------------------------------------------------------------ pieces
+    def _local(self, t: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous slice of a global batch (the whole batch in one process)."""
+        if self.world == 1:
+            return t
+        n = t.shape[0] // self.world
+        return t.narrow(0, self.rank * n, n)
+
+    def _draws(self, sampler: Sampler, k: int = 1) -> list[torch.Tensor]:
+        """``k`` global batches in one draw, as this rank's slices (one process: the batches).
+
+        A sampler with ``takes_rows`` (the image loader) gathers only this rank's rows.
+        """
+        n, b = self.batch * k, self.batch
+        if self.world == 1:
+            block = sampler(n, self.generator)
+        else:
+            local = b // self.world
+            rows = (torch.arange(k)[:, None] * b + self.rank * local + torch.arange(local)).flatten()
+            block = (sampler(n, self.generator, rows=rows.numpy()) if getattr(sampler, "takes_rows", False)
+                     else sampler(n, self.generator)[rows])
+            b = local
+        return list(block.to(self.device, non_blocking=True).split(b))
+
+    def push(self, x: torch.Tensor, z_per_x: int = 1, generator: torch.Generator | None = None,
+             fit: bool = False) -> torch.Tensor:
         """``T(x, z)`` for ``z_per_x`` fresh draws per input: shape ``(B, Z, *shape)``.
 
         The one "push x through T" of the package. Training draws z from the training
-        generator on the training device; with ``generator`` (evaluation, grids, figures)
-        z is drawn on the CPU from it, so a fixed seed gives the same z on every device.
+        generator on the training device (the global batch's z, this rank's slice); with
+        ``generator`` (evaluation, grids, figures) z is drawn on the CPU from it, so a fixed
+        seed gives the same z on every device. ``fit``: through ``T_fit`` (a T-step).
         """
         b = x.shape[0]
+        T = self.T_fit if fit else self.T
         if self.noise is None:
-            return self.T(x).unsqueeze(1)
+            return T(x).unsqueeze(1)
         xr = x.repeat_interleave(z_per_x, dim=0) if z_per_x > 1 else x
         if generator is None:
-            z = self.noise(b * z_per_x, self.generator, self.device)
+            z = self._local(self.noise(b * z_per_x * self.world, self.generator, self.device))
         else:
             z = self.noise(b * z_per_x, generator, torch.device("cpu")).to(x.device)
-        y = self.T(xr, z)
+        y = T(xr, z)
         return y.view(b, z_per_x, *y.shape[1:])
 
     @torch.no_grad()
@@ -138,7 +177,7 @@ class NOTTrainer:
     def _t_step(self, x: torch.Tensor, gamma: float, accs: tuple[torch.Tensor, torch.Tensor],
                 norm_slot: int | None = None) -> None:
         with self.ctx:
-            ys = self.push(x, self.cost.z_size)
+            ys = self.push(x, self.cost.z_size, fit=True)
             cost = self.cost.batch_mean(x, ys.float(), gamma)
             loss = cost - self.f(ys.flatten(0, 1)).float().mean()
         self.opt_t.zero_grad(set_to_none=False)
@@ -154,7 +193,7 @@ class NOTTrainer:
         with torch.no_grad(), self.ctx:
             tx = self.push(x, 1).flatten(0, 1)
         with self.ctx:
-            loss = self.f(tx).float().mean() - self.f(y).float().mean()
+            loss = self.f_fit(tx).float().mean() - self.f_fit(y).float().mean()
         self.opt_f.zero_grad(set_to_none=False)
         loss.backward()
         if self.grad_norms:
@@ -171,13 +210,13 @@ class NOTTrainer:
         self.f.train()
         _set_requires_grad(self.f_params, False)
         # all k_t input batches in one draw; sums of the T losses/costs (divided at flush)
-        xs = self._draw(self.sample_p, self.batch * self.k_t).split(self.batch)
+        xs = self._draws(self.sample_p, self.k_t)
         accs = (self._buf[0, slot], self._buf[2, slot])
         for i, x in enumerate(xs):
             last = self.grad_norms and i == len(xs) - 1
             self._t_step(x, gamma, accs, slot if last else None)
         _set_requires_grad(self.f_params, True)
-        self._f_step(self._draw(self.sample_p, self.batch), self._draw(self.sample_q, self.batch), slot)
+        self._f_step(self._draws(self.sample_p)[0], self._draws(self.sample_q)[0], slot)
         if self.sched_t is not None:
             self.sched_t.step()
         if self.sched_f is not None:
@@ -188,7 +227,12 @@ class NOTTrainer:
         """Read the last ``n`` steps' losses (one host sync); raise on NaN/inf."""
         # the slots of the last n steps (a run may start off a log boundary after a resume)
         idx = torch.arange(self.step - n, self.step, device=self._buf.device) % self.log_every
-        vals = self._buf[:, idx].double().cpu()
+        vals = self._buf[:, idx]
+        if self.world > 1:  # the mean over ranks: the global batch's losses
+            vals = vals.clone()
+            torch.distributed.all_reduce(vals)
+            vals /= self.world
+        vals = vals.double().cpu()
         vals[[0, 2]] /= self.k_t  # sums over the k_t T-steps -> means
         finite = torch.isfinite(vals[:3]).all(0)
         if not bool(finite.all()):

@@ -96,8 +96,13 @@ class ImageSampler:
             self._ring.append(entry)
         return buf
 
-    def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        batch = self.gather(self.indices(n, generator))
+    #: the trainer may ask for some rows of a draw only (a data-parallel rank's slice)
+    takes_rows = True
+
+    def __call__(self, n: int, generator: torch.Generator, rows: np.ndarray | None = None) -> torch.Tensor:
+        """``n`` random images (``rows``: only these positions of the ``n`` drawn, gathered alone)."""
+        idx = self.indices(n, generator)
+        batch = self.gather(idx if rows is None else idx[rows])
         if not self.cuda:
             return to_float(torch.from_numpy(batch), self.channels_last)
         k = self._next

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from notpipe.core import checkpoint as ckpt
-from notpipe.core import fingerprint
+from notpipe.core import fingerprint, gpu_slots
 from notpipe.core.costs import Cost, GammaSchedule, make_cost
 from notpipe.core.noise import GaussianNoise, ImageNoise
 from notpipe.core.optim import make_adam
@@ -31,6 +31,7 @@ from notpipe.data.datasets import dataset_dir
 from notpipe.data.loader import ImageSampler, load_split, to_float, to_uint8
 from notpipe.io import atomic_path
 from notpipe.paths import snapshot_steps  # noqa: F401  (part of this API)
+from notpipe.train import distributed
 from notpipe.train.models import ResNetD, UNet
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,32 @@ from notpipe.seeds import (
 )
 
 
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
 def pick_device(want_gpu: bool) -> torch.device:
-    """CUDA (honouring CUDA_VISIBLE_DEVICES) when a GPU is wanted and present, else CPU."""
-    return torch.device("cuda" if want_gpu and torch.cuda.is_available() else "cpu")
+    """The claimed CUDA device (:mod:`notpipe.core.gpu_slots`: one free slot among the visible
+    devices, held until the process exits) when a GPU is wanted and present, else the CPU."""
+    if not (want_gpu and torch.cuda.is_available()):
+        return torch.device("cpu")
+    claim = gpu_slots.claim_for_job(1, log=log.info)
+    if claim is None:
+        return torch.device("cpu")
+    torch.cuda.set_device(claim.indices[0])
+    return torch.device(f"cuda:{claim.indices[0]}")
+
+
+def pick_devices(want_gpu: bool, n: int) -> bool:
+    """For a run on ``n`` processes: claim ``n`` GPU slots and restrict ``CUDA_VISIBLE_DEVICES``
+    to them (the ranks, started afterwards, use ``cuda:LOCAL_RANK``); True when on CUDA."""
+    if not (want_gpu and torch.cuda.is_available()):
+        return False
+    claim = gpu_slots.claim_for_job(n, log=log.info)
+    if claim is None:
+        return False
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(claim.entries)
+    return True
 
 
 def build_models(model: dict, cost: Cost, size: int) -> tuple[torch.nn.Module, torch.nn.Module, object]:
@@ -217,13 +241,20 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
     Resumes from ``out_dir/checkpoints`` only when the checkpoint was written by the
     same run block on the same prepared arrays (:mod:`notpipe.fingerprint`);
     otherwise checkpoints, snapshots and grids are moved aside and training starts at 0.
+    Inside an initialised process group (:mod:`notpipe.train.distributed`) this is one rank:
+    rank 0 decides the resume and writes every file, the other ranks follow.
     """
     setup = build(run, data_dir, device)
     tr = setup.trainer
     fp = run_fingerprint(run, data_dir)
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
-    ckpt.resume(tr, ckpt_dir, fp, run["steps"], name, aside=[out / "snapshots", out / "grids"])
+    main = distributed.is_main()
+    resumed = main and ckpt.resume(tr, ckpt_dir, fp, run["steps"], name, aside=[out / "snapshots", out / "grids"])
+    if distributed.broadcast(resumed) and not main:  # the checkpoint rank 0 resumed from, on every rank
+        tr.load_state_dict(ckpt.latest_checkpoint(ckpt_dir)[1]["trainer"])
+    if distributed.is_parallel():
+        distributed.wrap(tr)
     grid_x = setup.source_test[: run["grid_inputs"]]
     grid_every = run["grid_every"]
 
@@ -232,7 +263,7 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
         log.info("%s step %d: loss_t %.4g loss_f %.4g cost %.4g gamma %.3g %.2f step/s %.0f img/s",
                  name, row["step"], row["loss_t"], row["loss_f"], row["cost"], row["gamma"],
                  row["steps_per_s"], row["images_per_s"])
-        if grid_every and (row["step"] % grid_every == 0 or row["step"] == run["steps"]):
+        if main and grid_every and (row["step"] % grid_every == 0 or row["step"] == run["steps"]):
             save_grid(tr, grid_x, run["grid_z"], out / "grids" / f"step_{row['step']:08d}.png",
                       run["seed"] + GRID_SEED_OFFSET)
 
@@ -240,24 +271,30 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
         return {"trainer": state, "model_args": model_args(run), "name": name, "fingerprint": fp}
 
     def save(t: NOTTrainer) -> None:
-        state = t.state_dict()
-        ckpt.atomic_save(full(state), ckpt.checkpoint_path(ckpt_dir, t.step))
-        ckpt.prune(ckpt_dir, run["keep"])
-        if t.step in snapshot_steps(run):
-            ckpt.atomic_save(snapshot(state, run, name, fp), _kept_snapshot(out, t.step))
-        _write_log(t.history, out / "log.csv")
+        if main:
+            state = t.state_dict()
+            ckpt.atomic_save(full(state), ckpt.checkpoint_path(ckpt_dir, t.step))
+            ckpt.prune(ckpt_dir, run["keep"])
+            if t.step in snapshot_steps(run):
+                ckpt.atomic_save(snapshot(state, run, name, fp), _kept_snapshot(out, t.step))
+            _write_log(t.history, out / "log.csv")
+        distributed.barrier()  # no rank runs ahead of a checkpoint being written
 
     out.mkdir(parents=True, exist_ok=True)
     log.info("%s: %s -> %s at %d px, cost %s, device %s, %d images/f-step", name, run["source"],
              run["target"], run["image_size"], tr.cost, tr.device, setup.images_per_step)
     tr.run(run["steps"], on_log=on_log, on_checkpoint=save, checkpoint_every=run["checkpoint_every"],
            progress=progress, desc=name)
+    if not main:
+        distributed.barrier()
+        return setup
     _write_log(tr.history, out / "log.csv")
     state = tr.state_dict()
     if not _kept_snapshot(out, tr.step).exists():
         ckpt.atomic_save(snapshot(state, run, name, fp), _kept_snapshot(out, tr.step))
     publish_snapshots(out, snapshot_steps(run))
     ckpt.atomic_save(full(state), out / "final.pt")
+    distributed.barrier()
     return setup
 
 
