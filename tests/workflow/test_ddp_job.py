@@ -1,6 +1,8 @@
 """A run with ``gpus: 2`` through Snakemake: its train job holds gpu=2 and trains on 2 processes
 (gloo on this CPU machine), started by the job's script."""
 
+import json
+
 import pytest
 import torch
 import yaml
@@ -31,6 +33,9 @@ def test_train_job_of_a_two_process_run_holds_gpu_2_and_runs_two_ranks(tmp_path)
         assert "claimed GPU slot" not in log  # no CUDA: nothing to claim
     final = ckpt.load(tmp_path / target)
     assert final["trainer"]["step"] == 4
+    # what it was computed with (issue 16): in final.pt and beside it, written by rank 0
+    env = json.loads((tmp_path / "results/main/train/tiny/environment.json").read_text())
+    assert env == final["environment"] and env["torch"] and env["git_commit"]
     assert (tmp_path / "results/main/train/tiny/grids/step_00000004.png").exists()
     assert sorted(p.name for p in (tmp_path / "results/main/train/tiny/snapshots").glob("step_*")) == [
         "step_00000002.pt", "step_00000004.pt"]

@@ -97,6 +97,23 @@ rule report_table_images:
         "../scripts/report_table.py"
 
 
+rule report_table_environment:
+    # after every training and evaluation job: it reads the environment.json they wrote
+    input:
+        [L.toy_model(n) for n in TOY] + [L.final(r) for r in RUNS] + ([L.eval_summary()] if RUNS else []),
+    output:
+        L.generated("table_environment"),
+    params:
+        records=[str(Path(L.toy_model(n)).parent / "environment.json") for n in TOY]
+        + [str(Path(L.final(r)).parent / "environment.json") for r in RUNS],
+    log:
+        L.log("report", "table_environment.log"),
+    conda:
+        ENV
+    script:
+        "../scripts/report_environment.py"
+
+
 rule report_includes:
     output:
         [L.generated(f) for f in REPORT_INCLUDES],
@@ -116,7 +133,7 @@ rule report_includes:
 rule report:
     input:
         tex=[f"{workflow.basedir}/report/main.tex", f"{workflow.basedir}/report/notpipe.sty"],
-        generated=[L.generated(f) for f in REPORT_INCLUDES + ["table_toy", "table_images"]],
+        generated=[L.generated(f) for f in REPORT_INCLUDES + ["table_toy", "table_images", "table_environment"]],
         figures=report_figures(),
     output:
         report(L.pdf, caption="../report/pdf.rst", category="Report"),

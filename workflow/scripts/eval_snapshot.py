@@ -13,6 +13,7 @@ import numpy as np
 from notpipe import evaluate
 from notpipe.config import load_config
 from notpipe.paths import Layout, fid_tag
+from notpipe import environment
 from notpipe.stage import entry
 from notpipe.train import pick_device
 
@@ -30,6 +31,7 @@ def main(snapshot: str, ref: str, out: str, data_dir: str, ev: dict, gpu: bool =
                                     expected=run)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
+    environment.write(Path(out).with_suffix(".environment.json"))  # what it was computed with
 
 
 def _cli_main(config: str, run: str, step: int, cpu: bool = False) -> None:

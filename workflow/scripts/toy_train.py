@@ -10,11 +10,13 @@ from pathlib import Path
 from notpipe import toy
 from notpipe.config import load_config, toy_experiments
 from notpipe.paths import Layout
+from notpipe import environment
 from notpipe.stage import entry
 
 
 def main(exp: dict, name: str, model: str, log_csv: str, progress: bool = True) -> None:
     toy.train(exp, model, log_csv, Path(model).parent / "checkpoints", progress=progress, name=name)
+    environment.write(Path(model).parent / "environment.json")  # what it was computed with (report)
 
 
 def _cli_main(config: str, name: str, results: str | None = None) -> None:

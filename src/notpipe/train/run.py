@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from notpipe.core import checkpoint as ckpt
+from notpipe import environment
 from notpipe.core import fingerprint, gpu_slots
 from notpipe.core.costs import Cost, GammaSchedule, make_cost
 from notpipe.core.noise import GaussianNoise, ImageNoise
@@ -267,8 +268,11 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
             save_grid(tr, grid_x, run["grid_z"], out / "grids" / f"step_{row['step']:08d}.png",
                       run["seed"] + GRID_SEED_OFFSET)
 
+    env = environment.record()
+
     def full(state: dict) -> dict:  # a resumable checkpoint (final.pt too)
-        return {"trainer": state, "model_args": model_args(run), "name": name, "fingerprint": fp}
+        return {"trainer": state, "model_args": model_args(run), "name": name, "fingerprint": fp,
+                "environment": env}
 
     def save(t: NOTTrainer) -> None:
         if main:
@@ -293,6 +297,7 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
     if not _kept_snapshot(out, tr.step).exists():
         ckpt.atomic_save(snapshot(state, run, name, fp), _kept_snapshot(out, tr.step))
     publish_snapshots(out, snapshot_steps(run))
+    environment.write(out / "environment.json", env)
     ckpt.atomic_save(full(state), out / "final.pt")
     distributed.barrier()
     return setup
