@@ -12,7 +12,8 @@ and are shared::
     {results_dir}/{suite}/train/{run}/     image runs
     {results_dir}/{suite}/eval/            evaluation
     {results_dir}/{suite}/report/          generated LaTeX
-    {results_dir}/logs/{suite}/            job logs (data jobs: {results_dir}/logs/data/)
+    {results_dir}/logs/{suite}/            job logs (data jobs: {results_dir}/logs/data/,
+                                           weight downloads: {results_dir}/logs/weights/)
     {figures_dir}/{suite}/                 figures
     report/{suite}.pdf                     the compiled report
 
@@ -103,6 +104,19 @@ class Layout:
 
     def data_benchmark(self, file: str) -> str:
         return str(self.root / "benchmarks" / "data" / file)
+
+    # ---------------------------------------------------------------- weights
+    def weights_file(self, file: str) -> str:
+        """``{results_dir}/weights/{file}``: a FID / LPIPS weight file the ``weights`` rule downloads."""
+        return str(self.weights / file)
+
+    def weights_checksums(self) -> str:
+        """sha256 of every downloaded weight file (recorded on first download, then checked)."""
+        return str(self.weights / "checksums.json")
+
+    def weights_log(self, file: str) -> str:
+        """Logs of weight downloads: shared by every suite, like the weights."""
+        return str(self.root / "logs" / "weights" / file)
 
     # ---------------------------------------------------------------- toy
     def toy_dir(self, name: str) -> str:

@@ -1,10 +1,43 @@
 # Evaluation: FID/KID (clean-fid), LPIPS, transport cost (and shape attributes) per kept
 # snapshot of each run; one job per (run, snapshot). Jobs hold the `gpu` resource too.
+from notpipe.evaluate import weights as _weights
+
+#: "fid" / "lpips" -> the weight file this config's evaluation reads (random weights: absent).
+#: Under {results_dir}/weights it comes from rule `weights`; a path configured elsewhere
+#: (eval.inception_weights / eval.lpips_weights) is used as it is.
+EVAL_WEIGHTS = _weights.required(config["eval"], L.weights)
+
+
+def eval_weights(*uses):
+    return [EVAL_WEIGHTS[u].path for u in uses if u in EVAL_WEIGHTS]
+
+
+# Downloads one FID Inception / LPIPS backbone file (resumable, sha256 recorded, torch.hub
+# hash prefix checked). Needs the network: a `localrules` candidate. data.offline: one line
+# naming the URL and the full path to put the file at.
+rule weights:
+    output:
+        L.weights_file("{weight}"),
+    params:
+        url=lambda w: _weights.KNOWN[w.weight],
+        checksums=L.weights_checksums(),
+        offline=config["data"]["offline"],
+        retries=config["data"]["retries"],
+    wildcard_constraints:
+        weight=_alternatives(_weights.KNOWN),
+    log:
+        L.weights_log("{weight}.log"),
+    threads: 1
+    conda:
+        ENV
+    script:
+        "../scripts/weights_download.py"
 
 
 rule eval_reference:
     input:
         manifest=L.manifest("{dataset}", "{size}"),
+        weights=eval_weights("fid"),
     output:
         L.refstats("{dataset}", "{size}", FID_TAG),
     params:
@@ -27,6 +60,7 @@ rule eval_snapshot:
     input:
         snapshots=rules.train.output.snapshots,
         ref=lambda w: refstats_path(RUNS[w.run]["target"], RUNS[w.run]["image_size"]),
+        weights=eval_weights("fid", "lpips"),
     output:
         L.eval_step("{run}", "{step}"),
     params:
@@ -36,6 +70,8 @@ rule eval_snapshot:
         data_dir=DATA,
         images=lambda w: L.eval_images(w.run, w.step) if config["eval"]["save_images"] else None,
         run=lambda w: get_run_trajectory(w.run),
+        # TensorBoard on/off (logging): derived from the input, so no rerun trigger
+        tracking=lambda w, input: {k: RUNS[w.run][k] for k in TRACKING_KEYS},
     resources:
         gpu=1,
     log:

@@ -16,7 +16,8 @@
 * A finished file that is an HTML page (``Content-Type: text/html``, or starting
   with ``<!DOCTYPE html`` / ``<html``) is moved aside to ``dest.bad``. So is a
   file whose sha256 differs from ``sha256`` or from the entry in the
-  ``checksums`` JSON file (``{file name: sha256}``). In both cases
+  ``checksums`` JSON file (``{file name: sha256}``), or does not start with
+  ``sha256_prefix`` (torch.hub names: ``alexnet-owt-7be5be79.pth``). In each case
   :class:`DownloadError` says why. A file name not yet in ``checksums`` has its
   sha256 recorded (trust on first use).
 * On success ``dest.part`` is ``os.replace``'d onto ``dest``, so ``dest`` only
@@ -79,7 +80,7 @@ def resolve_local(path: str | Path, what: str) -> Path:
 
 def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
           checksums: str | Path | None = None, offline: bool = False,
-          retries: int = 5, backoff: float = 1.0, timeout: float = 60.0,
+          sha256_prefix: str | None = None, retries: int = 5, backoff: float = 1.0, timeout: float = 60.0,
           progress: bool = True, chunk_size: int = 1 << 20) -> Path:
     """Download ``url`` to ``dest`` (resumable, retried, verified) and return ``dest``.
 
@@ -97,6 +98,8 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
         entry is added.
     offline : bool
         Never touch the network. A missing ``dest`` is an error.
+    sha256_prefix : str, optional
+        Expected first hex digits of the sha256 (the hash suffix of a torch.hub file name).
     retries, backoff : int, float
         Transient failures are retried ``retries`` times in a row, sleeping
         ``backoff * 2**attempt`` seconds between attempts.
@@ -114,7 +117,7 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
     """
     dest = Path(dest)
     if dest.exists():
-        _verify(dest, dest, url, sha256, checksums)
+        _verify(dest, dest, url, sha256, checksums, sha256_prefix)
         return dest
     if offline:
         where = dest.absolute()
@@ -150,7 +153,7 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
             f"download of {url} returned an HTML web page (e.g. a login, quota or "
             f"virus-scan page) instead of the archive; it was kept at {bad}: download "
             f"the file in a browser and put it at {dest}")
-    digest = _verify(part, dest, url, sha256, checksums)
+    digest = _verify(part, dest, url, sha256, checksums, sha256_prefix)
     os.replace(part, dest)
     log.info("downloaded %s (%d bytes, sha256 %s)", dest, dest.stat().st_size, digest)
     return dest
@@ -229,9 +232,16 @@ def _http_error(e: urllib.error.HTTPError, url: str, part: Path, dest: Path,
 
 
 def _verify(path: Path, dest: Path, url: str, sha256: str | None,
-            checksums: str | Path | None) -> str:
-    """Check ``path`` against ``sha256`` and the recorded checksum, record if new, return digest."""
+            checksums: str | Path | None, prefix: str | None = None) -> str:
+    """Check ``path`` against ``sha256``, ``prefix`` and the recorded checksum, record if new,
+    return digest."""
     got = sha256_file(path)
+    if prefix is not None and not got.startswith(prefix.strip().lower()):
+        bad = _set_aside(path, dest)
+        raise DownloadError(
+            f"sha256 prefix mismatch for {url} saved as {dest}: expected {prefix}, got "
+            f"{got[:len(prefix)]} (sha256 {got}); the file was kept at {bad}: delete it and re-run "
+            "to download again")
     table = _load_checksums(checksums) if checksums is not None else {}
     recorded = table.get(dest.name)
     for expected, source in ((sha256, "expected"), (recorded, f"recorded in {checksums}")):

@@ -41,15 +41,20 @@ import cleanfid.inception_pytorch as cf_incep
 import numpy as np
 import torch
 import torch.nn.functional as F
-from cleanfid.downloads_helper import inception_url as CLEAN_URL
 from cleanfid.inception_torchscript import InceptionV3W
 from cleanfid.resize import build_resizer
 from scipy.linalg import LinAlgWarning, lapack
 
+from notpipe.evaluate.weights import (
+    CLEAN_FILE,
+    CLEAN_URL,
+    LEGACY_FILE,
+    LEGACY_URL,
+    resolve,
+)
 from notpipe.io import atomic_write
 
-LEGACY_FILE, LEGACY_URL = "pt_inception-2015-12-05-6726825d.pth", cf_incep.FID_WEIGHTS_URL
-CLEAN_FILE = "inception-2015-12-05.pt"
+# LEGACY_FILE/LEGACY_URL, CLEAN_FILE/CLEAN_URL: named once, in notpipe.evaluate.weights
 KINDS = ("legacy_pytorch", "clean", "random")
 _PATCH_LOCK = threading.Lock()
 _FRECHET = cf_fid.frechet_distance  # bound at import: tests may wrap the module attribute
@@ -65,15 +70,15 @@ def weights_file(kind: str, weights: str | Path | None, file_name: str, url: str
     Raises
     ------
     MissingWeightsError
-        One line naming ``url`` and the path the file must be saved as.
+        One line naming ``url`` and the full path the file must be saved as.
     """
     if weights is None:
         raise MissingWeightsError(f"{kind} weights {file_name}: no path configured; download {url} "
                                   f"and configure the path of the saved {file_name}")
-    path = Path(weights).expanduser()
-    path = path / file_name if path.is_dir() else path
+    path = resolve(weights, file_name)
     if not path.is_file():
-        raise MissingWeightsError(f"{kind} weights {file_name} not found: download {url} and save it as {path}")
+        raise MissingWeightsError(f"{kind} weights {file_name} not found: download {url} and save it as "
+                                  f"{path.absolute()}")
     return path
 
 

@@ -20,20 +20,16 @@ from pathlib import Path
 
 import lpips
 import torch
-import torchvision
 
 from notpipe.evaluate.fid import MissingWeightsError, weights_file  # noqa: F401  (re-exported)
-
-# lpips net name -> torchvision weights enum (file name and URL of torch.hub's download)
-_TV_WEIGHTS = {"alex": torchvision.models.AlexNet_Weights.IMAGENET1K_V1,
-               "vgg": torchvision.models.VGG16_Weights.IMAGENET1K_V1,
-               "squeeze": torchvision.models.SqueezeNet1_1_Weights.IMAGENET1K_V1}
+from notpipe.evaluate.weights import LPIPS_URLS, file_name
 
 
 def backbone_file(net: str) -> tuple[str, str]:
-    """``(file name, URL)`` of the torchvision ImageNet weights lpips' ``net`` uses."""
-    url = _TV_WEIGHTS[net].url
-    return url.rsplit("/", 1)[-1], url
+    """``(file name, URL)`` of the torchvision ImageNet weights lpips' ``net`` uses
+    (``notpipe.evaluate.weights.LPIPS_URLS``)."""
+    url = LPIPS_URLS[net]
+    return file_name(url), url
 
 
 def build_lpips(net: str = "alex", backbone_weights: str | Path | None = None, device="cpu",
@@ -57,8 +53,8 @@ def build_lpips(net: str = "alex", backbone_weights: str | Path | None = None, d
     MissingWeightsError
         Weights absent and not ``random_smoke`` (one line: URL and target path).
     """
-    if net not in _TV_WEIGHTS:
-        raise ValueError(f"unknown LPIPS net {net!r}; expected one of {sorted(_TV_WEIGHTS)}")
+    if net not in LPIPS_URLS:
+        raise ValueError(f"unknown LPIPS net {net!r}; expected one of {sorted(LPIPS_URLS)}")
     name, url = backbone_file(net)
     path = None if random_smoke else weights_file(f"LPIPS {net} backbone", backbone_weights, name, url)
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
