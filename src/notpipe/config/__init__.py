@@ -24,6 +24,8 @@ PLANAR_SAMPLERS = {"moons", "8gaussians", "swissroll", "circles"}
 class ConfigError(ValueError):
     """Invalid configuration; the message lists every problem found."""
 
+    one_line = True  # stage.entry prints it without a traceback on the command line
+
 
 def load_schema(path: str | Path | None = None) -> dict:
     with open(path or SCHEMA_PATH) as fh:

@@ -75,6 +75,8 @@ DATASET_DEFAULTS = {"sha256": None, "crop": "center", "pre_resize": None, "split
 class DatasetError(ValueError):
     """A data set entry is incomplete or its local source is missing."""
 
+    one_line = True  # stage.entry prints it without a traceback on the command line
+
 
 def _listify(v) -> list:
     return [] if v is None else list(v) if isinstance(v, (list, tuple)) else [v]

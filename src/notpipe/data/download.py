@@ -56,6 +56,8 @@ _HTTP_WHAT = {401: "login required", 403: "access denied", 404: "not found", 410
 class DownloadError(RuntimeError):
     """A download or its verification failed; the message says what to do."""
 
+    one_line = True  # stage.entry prints it without a traceback on the command line
+
 
 class _Retry(Exception):
     """A transient failure: try again, resuming from the ``.part`` file."""

@@ -63,6 +63,8 @@ _FRECHET = cf_fid.frechet_distance  # bound at import: tests may wrap the module
 class MissingWeightsError(FileNotFoundError):
     """A network weight file is absent; the message says what to fetch and where."""
 
+    one_line = True  # stage.entry prints it without a traceback on the command line
+
 
 def weights_file(kind: str, weights: str | Path | None, file_name: str, url: str) -> Path:
     """Resolve a configured weight path (a file, or a folder holding ``file_name``).

@@ -1,0 +1,364 @@
+"""``notpipe doctor``: can this machine run this config? One table, a fix on each failing line.
+
+It checks Python, torch/CUDA and the GPUs, TeX for the report, the FID/LPIPS
+weights, every data set the config needs, the free disk space against what is
+still to download, the Snakemake profile's executor plugin, and which image runs
+and toy experiments can start now. It only looks: nothing is downloaded or
+written. Exit status 1 when a line says FAIL (the config cannot run), 0 otherwise,
+2 when the config itself is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import importlib.util
+import os
+import re
+import shutil
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+#: the Debian packages .ci/run installs for the report
+TEX_FIX = "apt-get install --no-install-recommends texlive-latex-recommended texlive-latex-extra latexmk"
+#: width of the table
+LINE = 100
+#: steps * batch * pixels * k_t above which an image run is paper-scale (days on a CPU)
+PAPER_SCALE = 1e10
+
+
+@dataclass
+class Row:
+    check: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+def repo_root() -> Path | None:
+    """The workflow's folder: the current one if it holds the Snakefile, else this checkout's."""
+    for d in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (d / "Snakefile").is_file() and (d / "workflow").is_dir():
+            return d
+    return None
+
+
+def gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+# ---------------------------------------------------------------- machine
+def check_python() -> Row:
+    v = sys.version_info
+    if v >= (3, 11):
+        return Row("python", OK, sys.version.split()[0])
+    return Row("python", FAIL, f"{v.major}.{v.minor} < 3.11", "use Python >= 3.11 for the venv")
+
+
+def _work(run: dict) -> float:
+    return run["steps"] * run["batch"] * run["image_size"] ** 2 * run["k_t"]
+
+
+def check_torch(cfg: dict) -> tuple[list[Row], int]:
+    """torch and its CUDA build, one row per visible GPU (memory, bf16); returns (rows, #GPUs)."""
+    try:
+        import torch
+    except ImportError as err:
+        return [Row("torch", FAIL, f"not importable: {err}", "pip install -e . (README)")], 0
+    cuda = torch.version.cuda
+    rows = [Row("torch", OK, f"{torch.__version__}, " + (f"CUDA {cuda} build" if cuda else "CPU-only build"))]
+    n = torch.cuda.device_count() if cuda and torch.cuda.is_available() else 0
+    runs = cfg["images"]["runs"]
+    bf16_runs = [r for r, spec in runs.items() if spec["speed"]["precision"] == "bf16"]
+    for i in range(n):
+        p = torch.cuda.get_device_properties(i)
+        with torch.cuda.device(i):
+            try:
+                bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+            except TypeError:  # older torch: no emulation argument
+                bf16 = torch.cuda.is_bf16_supported()
+        detail = f"{p.name}, {p.total_memory / 2**30:.0f} GiB, bf16 {'yes' if bf16 else 'no'}"
+        if bf16 or not bf16_runs:
+            rows.append(Row(f"gpu {i}", OK, detail))
+        else:
+            rows.append(Row(f"gpu {i}", WARN, detail + f"; {len(bf16_runs)} runs ask bf16",
+                            "set speed: {precision: fp32} in those images.runs"))
+    if n == 0:
+        heavy = [r for r, spec in runs.items() if _work(spec) > PAPER_SCALE]
+        fix = ""
+        if not cuda and shutil.which("nvidia-smi"):
+            fix = "nvidia-smi finds a GPU but torch is a CPU build: install torch's CUDA build"
+        if not runs:
+            rows.append(Row("gpu", OK, "no GPU; not needed (no image runs)", fix))
+        elif heavy:
+            rows.append(Row("gpu", WARN, f"no GPU: {len(heavy)} paper-scale runs on the CPU, expect days",
+                            fix or "run on a machine with a CUDA GPU (profiles/slurm)"))
+        else:
+            rows.append(Row("gpu", WARN, "no GPU: the image runs train on the CPU (fp32)", fix))
+    else:
+        big = {r: spec["gpus"] for r, spec in runs.items() if spec["gpus"] > n}
+        if big:
+            rows.append(Row("gpus per run", WARN, f"{len(big)} runs ask more than the {n} GPUs here",
+                            "lower images.runs.<run>.gpus or run them on the cluster"))
+    return rows, n
+
+
+def check_snakemake() -> Row:
+    try:
+        version = importlib.metadata.version("snakemake")
+    except importlib.metadata.PackageNotFoundError:
+        return Row("snakemake", FAIL, "not installed", "pip install -e . (README)")
+    if shutil.which("snakemake") is None:
+        return Row("snakemake", WARN, f"{version}, not on PATH", "activate the venv: . .venv/bin/activate")
+    return Row("snakemake", OK, version)
+
+
+def check_tex(cfg: dict) -> Row:
+    missing = [t for t in ("latexmk", "pdflatex") if shutil.which(t) is None]
+    build = cfg["report"]["build"]
+    if not missing:
+        return Row("tex", OK, "latexmk and pdflatex found")
+    what = " and ".join(missing) + " not found"
+    if build is False:
+        return Row("tex", OK, what + "; report.build is false")
+    if build == "auto":
+        return Row("tex", WARN, what + ": figures and tables only, no PDF", TEX_FIX)
+    return Row("tex", FAIL, what + " (report.build: true)", TEX_FIX)
+
+
+# ---------------------------------------------------------------- inputs
+def check_weights(cfg: dict, absp) -> list[Row]:
+    """The FID / LPIPS files the evaluation reads (rule ``weights``' own list of them)."""
+    from notpipe.evaluate.weights import required
+    from notpipe.paths import shared_dir
+
+    runs, rows = cfg["images"]["runs"], []
+    needed = required(cfg["eval"], shared_dir(cfg["results_dir"], "weights")) if runs else {}
+    for use, w in needed.items():
+        label, path = f"weights {use}", absp(w.path)
+        fix = f"download {w.url} and save it as {path}"
+        if path.is_file():
+            rows.append(Row(label, OK, f"{w.file} present at {path}"))
+        elif cfg["data"]["offline"]:
+            rows.append(Row(label, FAIL, f"{w.file} missing; data.offline is set", fix))
+        elif not w.download:
+            rows.append(Row(label, FAIL, f"{w.file} missing at the configured eval.{w.key}", fix))
+        else:
+            rows.append(Row(label, OK, f"{w.file} downloadable"))
+    if not rows:
+        why = "random smoke networks" if runs else "no image runs"
+        rows.append(Row("weights", OK, f"none needed ({why})"))
+    return rows
+
+
+def needed_datasets(cfg: dict) -> list[tuple[str, int]]:
+    """``(data set, size)`` pairs, as common.smk's data_outputs collects them."""
+    pairs = [(name, cfg["data"]["image_size"]) for name in cfg["data"]["build"]]
+    pairs += [(r[side], r["image_size"]) for r in cfg["images"]["runs"].values() for side in ("source", "target")]
+    return list(dict.fromkeys(pairs))
+
+
+def check_dataset(name: str, size: int, spec: dict, layout, absp, offline: bool,
+                  reported: dict) -> tuple[Row, dict[str, float]]:
+    """Row of one data set and ``{raw file: bytes}`` it still has to download."""
+    from notpipe.data.datasets import sources
+
+    label = f"data {name}_{size}"
+    if absp(layout.manifest(name, size)).is_file():
+        return Row(label, OK, "prepared (manifest.json)"), {}
+    fmt, raw = spec["format"], absp(layout.raw())
+    if fmt == "shapes":
+        return Row(label, OK, "synthetic (generated)"), {}
+    if fmt == "torchvision":
+        root = raw / "torchvision" / spec["torchvision"]
+        if root.is_dir():
+            return Row(label, OK, f"torchvision {spec['torchvision']} present"), {}
+        if offline:
+            return Row(label, FAIL, f"torchvision {spec['torchvision']} absent; offline",
+                       f"set data.offline: false or copy the torchvision download to {root}"), {}
+        return Row(label, OK, f"downloadable (torchvision {spec['torchvision']})"), {}
+    files = sources(spec, raw)
+    missing = [f for f in files if not Path(f["path"]).exists()]
+    local = bool(spec.get("path"))
+    if not missing:
+        return Row(label, OK, "present locally" if local else "downloaded, not prepared yet"), {}
+    names = ", ".join(Path(f["path"]).name for f in missing)
+    if local:
+        paths = [Path(f["path"]) for f in missing]
+        seen = [reported[p] for p in paths if p in reported]
+        for p in paths:
+            reported.setdefault(p, label)
+        if seen:
+            fix = f"as for {seen[0]}"
+        else:
+            it = "it" if len(paths) == 1 else "them"
+            fix = (f"fetch {names} ({spec.get('note') or 'see the data set home page'}); put {it} at "
+                   + ", ".join(map(str, paths)) + f" (or set datasets.{name}.path)")
+        return Row(label, FAIL, f"local-only source; missing {names}", fix), {}
+    if offline:
+        return Row(label, FAIL, f"{names} not downloaded; data.offline is set",
+                   "; ".join(f"download {f['url']} and save it as {f['path']}" for f in missing)), {}
+    per_file = (spec.get("size_bytes") or 0) / max(len(files), 1)
+    todo = {Path(f["path"]).name: per_file for f in missing}
+    size_txt = gb(sum(todo.values())) if per_file else "size unknown"
+    return Row(label, OK, f"downloadable ({size_txt})"), todo
+
+
+def check_disk(path: Path, todo: dict[str, float]) -> Row:
+    while not path.exists():
+        path = path.parent
+    free, need = shutil.disk_usage(path).free, sum(todo.values())
+    detail = f"{gb(free)} free; {gb(need)} to download"
+    fix = "free space, or set data.data_dir (and results_dir) to a bigger disk"
+    if free < need:
+        return Row("disk", FAIL, detail, fix + f" ({path})")
+    if need and free < 2 * need:
+        return Row("disk", WARN, detail + "; the prepared arrays need room too", fix)
+    return Row("disk", OK, detail + f" (at {path})")
+
+
+def check_profile(name: str, explicit: bool, root: Path | None, n_gpu: int) -> list[Row]:
+    cands = [Path(name)] + ([root / "profiles" / name] if root else [])
+    folder = next((d for d in cands if (d / "config.yaml").is_file()), None)
+    if folder is None:
+        if explicit:
+            return [Row("profile", FAIL, f"{name}: no config.yaml found",
+                        "give a profile folder or a name under profiles/")]
+        return [Row("profile", WARN, f"no profiles/{name}: Snakemake's own defaults")]
+    try:
+        prof = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+    except yaml.YAMLError as err:
+        return [Row("profile", FAIL, f"{name}: unreadable YAML", str(err).splitlines()[0])]
+    executor = str(prof.get("executor") or "local")
+    rows = [Row("profile", OK, f"{name}: executor {executor}")]
+    if executor not in ("local", "dryrun", "touch"):
+        mod = f"snakemake_executor_plugin_{executor.replace('-', '_')}"
+        if importlib.util.find_spec(mod) is None:
+            rows.append(Row("executor plugin", FAIL, f"{mod} not installed",
+                            f"pip install snakemake-executor-plugin-{executor}"))
+        else:
+            rows.append(Row("executor plugin", OK, f"{mod} installed"))
+        if executor == "slurm" and shutil.which("sbatch") is None:
+            rows.append(Row("sbatch", WARN, "not on PATH: not a SLURM submit host", "run from the login node"))
+
+    def strings(x):
+        if isinstance(x, dict):
+            return [s for v in x.values() for s in strings(v)]
+        return [s for v in x for s in strings(v)] if isinstance(x, list) else [str(x)]
+
+    env = sorted({v for s in strings(prof) for v in re.findall(r"\$\{?([A-Za-z_]\w*)", s)} - set(os.environ))
+    if env:
+        rows.append(Row("profile env", FAIL, "unset: " + ", ".join(env),
+                        "export " + " ".join(f"{v}=<value>" for v in env)))
+    gpu_res = (prof.get("resources") or {}).get("gpu") if isinstance(prof.get("resources"), dict) else None
+    if executor == "local" and isinstance(gpu_res, int) and n_gpu > gpu_res:
+        rows.append(Row("profile gpu", WARN, f"resources gpu={gpu_res}, {n_gpu} GPUs here",
+                        f"--resources gpu={n_gpu} (or set it in the profile)"))
+    return rows
+
+
+# ---------------------------------------------------------------- the table
+def render(rows: list[Row]) -> str:
+    """The table: check, status, detail; a failing line's fix below its detail ("fix: ...")."""
+    w_check = min(max(len(r.check) for r in rows), 30)
+    w_detail = LINE - w_check - 6 - 4
+    pad = " " * (w_check + 10)
+    wrap = dict(break_long_words=False, break_on_hyphens=False)
+    out = [f"{'check':<{w_check}}  {'status':<6}  detail / fix", "-" * LINE]
+    for r in rows:
+        lines = textwrap.wrap(r.detail, w_detail, **wrap) or [""]
+        if r.fix:
+            lines += textwrap.wrap("fix: " + r.fix, w_detail, subsequent_indent="     ", **wrap)
+        out.append(f"{r.check:<{w_check}}  {r.status:<6}  {lines[0]}".rstrip())
+        out += [pad + line for line in lines[1:]]
+    return "\n".join(out)
+
+
+def diagnose(cfg: dict, profile: str = "default", explicit_profile: bool = False) -> list[Row]:
+    from notpipe.data.datasets import resolve_datasets
+    from notpipe.paths import Layout
+
+    root = repo_root()
+    base = root or Path.cwd()
+
+    def absp(p) -> Path:
+        p = Path(os.path.expanduser(str(p)))
+        return Path(os.path.abspath(p if p.is_absolute() else base / p))
+
+    rows = [check_python()]
+    torch_rows, n_gpu = check_torch(cfg)
+    rows += torch_rows + [check_snakemake(), check_tex(cfg)]
+    weight_rows = check_weights(cfg, absp)
+    rows += weight_rows
+    layout, known = Layout.from_config(cfg), resolve_datasets(cfg["datasets"])
+    reported, todo, state = {}, {}, {}
+    for (name, size) in needed_datasets(cfg):
+        row, more = check_dataset(name, size, known[name], layout, absp, cfg["data"]["offline"], reported)
+        rows.append(row)
+        todo.update(more)
+        state[(name, size)] = row
+    rows.append(check_disk(absp(layout.raw()), todo))
+    rows += check_profile(profile, explicit_profile, root, n_gpu)
+    weights_fail = any(r.status == FAIL for r in weight_rows)
+    for run, spec in cfg["images"]["runs"].items():
+        keys = [(spec[s], spec["image_size"]) for s in ("source", "target")]
+        blocked = [f"{n}_{s}" for n, s in dict.fromkeys(keys) if state[(n, s)].status == FAIL]
+        if blocked:
+            rows.append(Row(f"run {run}", FAIL, "cannot start: needs " + ", ".join(blocked),
+                            "see the data rows; run the others with --keep-going or drop it from images.runs"))
+        elif weights_fail:
+            rows.append(Row(f"run {run}", WARN, "can train; its evaluation needs the weights",
+                            "see the weights rows"))
+        else:
+            later = any("downloadable" in r.detail for r in [*weight_rows, *(state[k] for k in keys)])
+            rows.append(Row(f"run {run}", OK, "can start" + (" (after downloads)" if later else " now")))
+    from notpipe.config import toy_experiments
+
+    n_toy = len(toy_experiments(cfg))
+    if n_toy:
+        rows.append(Row("toy experiments", OK, f"all {n_toy} can start now (no inputs)"))
+    return rows
+
+
+def default_configfile() -> Path:
+    root = repo_root()
+    for d in (Path.cwd(), root):
+        if d is not None and (d / "config.yaml").is_file():
+            return d / "config.yaml"
+    return Path("config.yaml")
+
+
+def run(args: argparse.Namespace) -> int:
+    from notpipe.config import ConfigError, load_config
+
+    path = Path(args.configfile) if args.configfile else default_configfile()
+    try:
+        cfg = load_config(path)
+    except (OSError, yaml.YAMLError, ConfigError) as err:
+        msg = str(err) if isinstance(err, ConfigError) else f"cannot read it: {str(err).splitlines()[0]}"
+        if len(msg.splitlines()) == 2:  # one problem: one line
+            msg = " ".join(part.strip() for part in msg.splitlines())
+        print(f"notpipe doctor: {path}: {msg}", file=sys.stderr)
+        return 2
+    rows = diagnose(cfg, args.profile or "default", explicit_profile=args.profile is not None)
+    print(f"notpipe doctor: {os.path.abspath(path)} (suite {cfg['suite']}), profile {args.profile or 'default'}")
+    print(render(rows))
+    fails, warns = (sum(r.status == s for r in rows) for s in (FAIL, WARN))
+    print("-" * LINE)
+    print(f"{fails} FAIL, {warns} warn: " + ("this config cannot run here; see the fixes" if fails else
+                                            "this config can run here"))
+    return 1 if fails else 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("doctor", help="check that this machine can run a config",
+                       description=__doc__.split("\n\n")[1].replace("\n", " "))
+    p.add_argument("--configfile", metavar="C", help="the config (default: config.yaml here or in the repo)")
+    p.add_argument("--profile", metavar="P", help="Snakemake profile: a name under profiles/ or a folder "
+                   "(default: profiles/default, the workflow profile)")
+    p.set_defaults(func=run)
