@@ -22,6 +22,35 @@ include: "workflow/rules/toy.smk"
 include: "workflow/rules/report.smk"
 
 
+# Run by Snakemake itself, on the submitting host, never as cluster jobs (profiles/slurm):
+# downloads need the network compute nodes often lack; summaries, tables, figures and the
+# report take seconds. Everything else (data_prepare, toy_train/evaluate, train, eval_*) is
+# submitted.
+localrules:
+    all,
+    data_download,
+    toy_summary,
+    toy_sweep_table,
+    eval_curve,
+    eval_summary,
+    toy_figure_scatter,
+    toy_figure_transport,
+    toy_figure_one_to_many,
+    toy_figure_losses,
+    toy_figure_gamma_sweep,
+    toy_figure_l2_uvp_dim,
+    image_figure_grid,
+    image_figure_losses,
+    image_figure_fid_curve,
+    image_figure_tradeoff,
+    image_figure_throughput,
+    report_table_toy,
+    report_table_images,
+    report_table_environment,
+    report_includes,
+    report,
+
+
 rule all:
     input:
         all_outputs(),

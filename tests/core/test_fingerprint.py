@@ -198,3 +198,13 @@ def _prepared(tmp_path):
         if name.startswith("shapes_"):
             prepare(name, specs[name], 16, d / f"{name}_16", d / "raw", progress=False)
     return d
+
+
+def test_keys_added_later_at_their_neutral_value_keep_old_fingerprints():
+    from notpipe.core import fingerprint
+
+    old = {"steps": 10, "k_t": 10, "cost": {"name": "strong"}}
+    new = {**old, "k_f": 1, "gradient_penalty": 0.0}
+    assert fingerprint.toy(new)["hash"] == fingerprint.toy(old)["hash"]
+    assert fingerprint.toy({**new, "k_f": 5})["hash"] != fingerprint.toy(old)["hash"]
+    assert "k_f" in fingerprint.differences(fingerprint.toy(old), fingerprint.toy({**new, "k_f": 5}))

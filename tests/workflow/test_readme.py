@@ -56,7 +56,7 @@ def test_no_word_follows_a_configfile_or_resources_value():
 @pytest.mark.slow
 @pytest.mark.parametrize("cmd", COMMANDS)
 def test_readme_command_dry_runs(cmd, tmp_path):
-    for name in ("configs", "config.yaml"):
+    for name in ("configs", "config.yaml", "profiles"):
         (tmp_path / name).symlink_to(REPO / name)
     words = shlex.split(cmd)[1:]
     inspects = {"--rulegraph", "--lint", "--dag"} & set(words)  # these never run jobs
@@ -65,3 +65,12 @@ def test_readme_command_dry_runs(cmd, tmp_path):
     proc = run_snakemake(*words, cwd=tmp_path)  # raises with snakemake's output on failure
     out = proc.stdout + proc.stderr
     assert inspects or "This was a dry-run" in out or "Nothing to be done" in out, out[-2000:]
+
+
+def test_ci_runs_the_readme_s_test_command():
+    cmd = re.search(r"python3 -m venv \.venv && [^\n]*python -m pytest -q", README).group(0)
+    ci = (REPO / ".ci" / "run").read_text().replace("\\\n", " ")
+    ci = re.sub(r"pip install -q ", "pip install ", re.sub(r"\s+", " ", ci))
+    for part in cmd.split(" && "):
+        assert part.strip() in ci, f".ci/run lacks the README's {part.strip()!r}"
+    assert "envs/requirements.lock" in cmd  # the README installs the tested versions

@@ -65,7 +65,7 @@ def test_image_cosmetic_edits_retrain_nothing_and_a_cost_change_restarts(tmp_pat
     cfg = copy.deepcopy(IMAGES)
     args = _write(tmp_path, cfg)
     run_snakemake(*args)  # train + evaluation of both snapshots
-    for key, value in (("grid_every", 4), ("grid_z", 3)):
+    for key, value in (("grid_every", 4), ("grid_z", 3), ("logging", {"tensorboard": True})):
         edited = copy.deepcopy(cfg)
         edited["images"]["runs"]["tiny"][key] = value
         out = run_snakemake("-n", "--rerun-triggers", "params", *_write(tmp_path, edited, "e.yaml")).stdout

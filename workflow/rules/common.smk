@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 from notpipe.core import fingerprint
+from notpipe.evaluate import weights as _weights
 from notpipe.config import ConfigError, toy_experiments, toy_sweeps, validate_config
 from notpipe.data.datasets import resolve_datasets, sources
 from notpipe.paths import Layout, fid_tag, snapshot_steps, step_file
@@ -70,9 +71,13 @@ def get_run_trajectory(run):
 GRID_KEYS = ("grid_every", "grid_inputs", "grid_z")
 
 
+#: image-run keys that only record the run (TensorBoard): passed apart like the grid keys
+TRACKING_KEYS = ("logging",)
+
+
 def get_train_params(run):
-    """The run block the train job uses, minus the grid keys (passed apart, see train.smk)."""
-    return {k: v for k, v in RUNS[run].items() if k not in GRID_KEYS}
+    """The run block the train job uses, minus the grid and tracking keys (passed apart, see train.smk)."""
+    return {k: v for k, v in RUNS[run].items() if k not in GRID_KEYS + TRACKING_KEYS}
 
 
 def toy_is_stochastic(name):
@@ -161,3 +166,13 @@ def build_pdf():
 def all_outputs():
     out = toy_outputs() + data_outputs() + train_outputs() + eval_outputs()
     return out + ([L.pdf] if build_pdf() else report_figures())
+
+
+#: "fid" / "lpips" -> the weight file this config's evaluation reads (random weights: absent).
+#: Under {results_dir}/weights it comes from rule `weights`; a path configured elsewhere
+#: (eval.inception_weights / eval.lpips_weights) is used as it is.
+EVAL_WEIGHTS = _weights.required(config["eval"], L.weights)
+
+
+def eval_weights(*uses):
+    return [EVAL_WEIGHTS[u].path for u in uses if u in EVAL_WEIGHTS]

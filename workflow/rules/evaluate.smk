@@ -1,16 +1,5 @@
 # Evaluation: FID/KID (clean-fid), LPIPS, transport cost (and shape attributes) per kept
 # snapshot of each run; one job per (run, snapshot). Jobs hold the `gpu` resource too.
-from notpipe.evaluate import weights as _weights
-
-#: "fid" / "lpips" -> the weight file this config's evaluation reads (random weights: absent).
-#: Under {results_dir}/weights it comes from rule `weights`; a path configured elsewhere
-#: (eval.inception_weights / eval.lpips_weights) is used as it is.
-EVAL_WEIGHTS = _weights.required(config["eval"], L.weights)
-
-
-def eval_weights(*uses):
-    return [EVAL_WEIGHTS[u].path for u in uses if u in EVAL_WEIGHTS]
-
 
 # Downloads one FID Inception / LPIPS backbone file (resumable, sha256 recorded, torch.hub
 # hash prefix checked). Needs the network: a `localrules` candidate. data.offline: one line

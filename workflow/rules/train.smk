@@ -17,6 +17,8 @@ rule train:
         # grid settings only change the pictures drawn during training: a param derived
         # from the output is no rerun trigger, so editing them does not retrain
         grid=lambda w, output: {k: RUNS[w.run][k] for k in GRID_KEYS},
+        # TensorBoard on/off: the same (no retrain when only logging changes)
+        tracking=lambda w, output: {k: RUNS[w.run][k] for k in TRACKING_KEYS},
         data_dir=DATA,
     resources:
         # a run with gpus: N trains on N processes (DDP) and holds N devices

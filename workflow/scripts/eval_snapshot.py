@@ -15,12 +15,15 @@ from notpipe.config import load_config
 from notpipe.paths import Layout, fid_tag
 from notpipe import environment
 from notpipe.stage import entry
-from notpipe.train import pick_device
+from notpipe.train import pick_device, tracking
 
 
 def main(snapshot: str, ref: str, out: str, data_dir: str, ev: dict, gpu: bool = True,
-         images: str | None = None, run: dict | None = None) -> None:
-    """``run``: the run block to evaluate; a snapshot trained by another config is refused."""
+         images: str | None = None, run: dict | None = None, tracking_keys: dict | None = None) -> None:
+    """``run``: the run block to evaluate; a snapshot trained by another config is refused.
+    ``tracking_keys``: the run's ``logging`` block; with tensorboard the scalar metrics also go to
+    the run's ``tb/`` (``<train dir>/tb``, the train dir being the snapshot's grandparent)."""
+    tracker = tracking.Tracker.for_run(tracking_keys or {}, Path(snapshot).parent.parent)  # fails early
     if not Path(snapshot).exists():
         raise FileNotFoundError(f"{snapshot} missing: rerun training (delete final.pt of the run) "
                                 "or set eval.curve: false to evaluate the last snapshot only")
@@ -31,6 +34,9 @@ def main(snapshot: str, ref: str, out: str, data_dir: str, ev: dict, gpu: bool =
                                     expected=run)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
+    if tracker.active:
+        tracker.eval_metrics(int(df.step.iloc[0]), tracking.metrics_of(df))
+        tracker.close()
     environment.write(Path(out).with_suffix(".environment.json"))  # what it was computed with
 
 
@@ -39,7 +45,8 @@ def _cli_main(config: str, run: str, step: int, cpu: bool = False) -> None:
     ev, r = cfg["eval"], cfg["images"]["runs"][run]
     lay = Layout.from_config(cfg)
     main(lay.snapshot(run, step), lay.refstats(r["target"], r["image_size"], fid_tag(ev)),
-         lay.eval_step(run, step), cfg["data"]["data_dir"], ev, not cpu, run=r)
+         lay.eval_step(run, step), cfg["data"]["data_dir"], ev, not cpu, run=r,
+         tracking_keys={"logging": r["logging"]})
 
 
 def _parser():
@@ -55,4 +62,5 @@ if __name__ == "__main__":
     smk = globals().get("snakemake")
     entry(main if smk else _cli_main, _parser(), lambda s: dict(
         snapshot=s.params.snapshot, ref=s.input.ref, out=s.output[0], data_dir=s.params.data_dir,
-        ev=s.params.eval, gpu=int(s.resources.get("gpu", 0)) > 0, images=s.params.images, run=s.params.run), smk)
+        ev=s.params.eval, gpu=int(s.resources.get("gpu", 0)) > 0, images=s.params.images, run=s.params.run,
+        tracking_keys=s.params.tracking), smk)

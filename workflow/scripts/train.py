@@ -24,11 +24,13 @@ from notpipe.train import distributed
 
 
 def main(run: dict, name: str, data_dir: str, out_dir: str, gpu: bool = True, progress: bool = True,
-         grid: dict | None = None, log: str | None = None, threads: int = 1, held: int | None = None) -> None:
-    """``grid``: grid_every / grid_inputs / grid_z when the rule passes them apart from ``run``;
+         grid: dict | None = None, log: str | None = None, threads: int = 1, held: int | None = None,
+         tracking: dict | None = None) -> None:
+    """``grid``: grid_every / grid_inputs / grid_z when the rule passes them apart from ``run``
+    (``tracking``: the ``logging`` block, likewise);
     ``log``: the file the ranks of a multi-process run append to; ``threads``: CPU threads in all;
     ``held``: the job's gpu resource (Snakemake caps it at --resources)."""
-    run = {**run, **(grid or {})}
+    run = {**run, **(grid or {}), **(tracking or {})}
     nproc = int(run.get("gpus", 1))
     if gpu and held is not None and 0 < held < nproc and images.cuda_available():
         # Snakemake caps a job's resources at --resources: use what the job holds (the same maths)
@@ -70,6 +72,7 @@ def _parser():
 if __name__ == "__main__":
     smk = globals().get("snakemake")
     entry(main if smk else _cli_main, _parser(), lambda s: dict(
-        run=s.params.run, grid=s.params.grid, name=s.wildcards.run, data_dir=s.params.data_dir,
+        run=s.params.run, grid=s.params.grid, tracking=s.params.tracking, name=s.wildcards.run,
+        data_dir=s.params.data_dir,
         out_dir=str(Path(s.output.final).parent), gpu=int(s.resources.get("gpu", 0)) > 0,
         held=int(s.resources.get("gpu", 0)), log=s.log[0] if len(s.log) else None, threads=int(s.threads)), smk)

@@ -98,11 +98,11 @@ def _sampler_dim(s: dict, where: str, errors: list[str]) -> int:
 
 def _check_cost(where: str, cost: dict, gammas: list, errors: list[str]) -> None:
     cname = cost["name"]
-    if cname == "strong":
+    if cname in ("strong", "none"):
         if cost.get("gamma", 0) != 0 or gammas:
-            errors.append(f"{where}.cost.gamma: the strong cost has no gamma; use name: weak")
+            errors.append(f"{where}.cost.gamma: the {cname} cost has no gamma; use name: weak")
         if cost.get("z_size", 1) != 1:
-            errors.append(f"{where}.cost.z_size: the strong cost uses one sample per input")
+            errors.append(f"{where}.cost.z_size: the {cname} cost uses one sample per input")
     else:
         if "gamma" not in cost and not gammas:
             errors.append(f"{where}.cost.gamma: required for the {cname} cost")

@@ -153,6 +153,25 @@ class KernelEnergy(Cost):
         return self._dist_factor(x) * (to_x - 0.5 * gamma * inter)
 
 
+class NoCost(Cost):
+    """No transport cost in the T loss (the WGAN baseline): T only maximises ``f(T(x))``.
+
+    ``ground``/``pairwise`` stay quadratic, so evaluation still measures the map's
+    transport cost against exact OT.
+    """
+
+    name = "none"
+
+    def __init__(self, scaling: str = "sum"):
+        super().__init__(scaling, 0.0, 1)
+
+    def __call__(self, x, ys, gamma=0.0):
+        return x.new_zeros(x.shape[0])
+
+    def batch_mean(self, x, ys, gamma=0.0):
+        return x.new_zeros(())
+
+
 def make_cost(spec: dict) -> Cost:
     """Build a cost from its config block ``{name, gamma, z_size, scaling}``."""
     name = spec["name"]
@@ -163,7 +182,9 @@ def make_cost(spec: dict) -> Cost:
         return WeakQuadratic(spec.get("gamma", 0.0), spec.get("z_size", 4), scaling)
     if name == "kernel":
         return KernelEnergy(spec.get("gamma", 0.0), spec.get("z_size", 4), scaling)
-    raise ValueError(f"unknown cost {name!r}; allowed: strong, weak, kernel")
+    if name == "none":
+        return NoCost(scaling)
+    raise ValueError(f"unknown cost {name!r}; allowed: strong, weak, kernel, none")
 
 
 class GammaSchedule:

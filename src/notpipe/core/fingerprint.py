@@ -21,9 +21,14 @@ TOY_FREE = ("steps", "log_every", "checkpoint_every", "gamma_sweep", "keep")
 #: image-run keys that do not change the trajectory. ``speed.compile`` and
 #: ``speed.channels_last`` compute the same maths (float rounding may differ), and so
 #: does ``gpus`` (N processes on slices of the same global batch, synced BatchNorm);
-#: ``speed.precision`` (bf16 vs fp32) does change the trajectory and is kept.
+#: ``speed.precision`` (bf16 vs fp32) does change the trajectory and is kept; ``logging``
+#: (TensorBoard) only records it.
 IMAGE_FREE = ("steps", "log_every", "checkpoint_every", "snapshot_every", "grid_every", "grid_inputs",
-              "grid_z", "keep", "speed.compile", "speed.channels_last", "gpus")
+              "grid_z", "keep", "speed.compile", "speed.channels_last", "gpus", "logging")
+
+#: keys added after fingerprints existed, at the value that computes what the code did before
+#: they existed: left out of the fingerprint at that value, so older checkpoints stay valid
+NEUTRAL = {"k_f": 1.0, "gradient_penalty": 0.0}
 
 VERSION = 1
 
@@ -74,7 +79,7 @@ def trajectory(block: dict, free: tuple[str, ...], prefix: str = "") -> dict:
 
 def make(block: dict, free: tuple[str, ...], data: dict | None = None) -> dict:
     """The fingerprint of one run block: ``{"version", "keys", "hash"}`` (plain types only)."""
-    keys = {k: v for k, v in flatten(block).items() if not _free(k, free)}
+    keys = {k: v for k, v in flatten(block).items() if not _free(k, free) and NEUTRAL.get(k, ...) != v}
     if data:
         keys.update({f"data.{k}": v for k, v in flatten(data).items()})
     keys = dict(sorted(keys.items()))

@@ -67,6 +67,10 @@ class NOTTrainer:
         Noise of stochastic maps (None: deterministic map).
     k_t, batch : int
         T-steps per f-step; inputs per batch.
+    k_f : int
+        f-steps (critic steps) per step, each on fresh batches (NOT: 1; WGAN-GP: 5).
+    gradient_penalty : float
+        λ of WGAN-GP's penalty ``λ mean (|∇f(x̂)| - 1)^2`` in the f loss (0: none, NOT).
     gamma_schedule : GammaSchedule, optional
         γ as a function of the f-step (default: constant ``cost.gamma_max``).
     generator : torch.Generator
@@ -80,13 +84,14 @@ class NOTTrainer:
                  gamma_schedule: GammaSchedule | None = None, generator: torch.Generator | None = None,
                  device: str | torch.device = "cpu", sched_t=None, sched_f=None,
                  autocast_dtype: torch.dtype | None = None, log_every: int = 100,
-                 grad_norms: bool = False):
+                 grad_norms: bool = False, k_f: int = 1, gradient_penalty: float = 0.0):
         if cost.stochastic and noise is None:
             raise ValueError(f"{cost.name} cost draws {cost.z_size} samples per input: a noise sampler is required")
         self.T, self.f, self.cost = T, f, cost
         self.sample_p, self.sample_q, self.noise = sample_p, sample_q, noise
         self.opt_t, self.opt_f, self.sched_t, self.sched_f = opt_t, opt_f, sched_t, sched_f
         self.k_t, self.batch, self.log_every = int(k_t), int(batch), int(log_every)
+        self.k_f, self.gp = int(k_f), float(gradient_penalty)
         self.gamma = gamma_schedule or GammaSchedule(cost.gamma_max)
         self.generator = generator or torch.Generator().manual_seed(0)
         self.device = torch.device(device)
@@ -110,6 +115,9 @@ class NOTTrainer:
         """Train as rank ``rank`` of ``world`` processes; ``T_fit``/``f_fit`` wrap ``T``/``f`` (DDP)."""
         if self.batch % world:
             raise ValueError(f"batch {self.batch} is not divisible by the {world} processes")
+        if self.gp:
+            raise ValueError("gradient_penalty (WGAN-GP) is not supported on several processes: "
+                             "DistributedDataParallel does not support the double backward it needs")
         self.T_fit, self.f_fit, self.rank, self.world = T_fit, f_fit, int(rank), int(world)
 
     # ------------------------------------------------------------------ pieces
@@ -189,17 +197,25 @@ class NOTTrainer:
         acc_loss.add_(loss.detach())
         acc_cost.add_(cost.detach())
 
+    def _gradient_penalty(self, tx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """WGAN-GP's ``mean (|grad f(x_hat)| - 1)^2`` at ``x_hat = e y + (1 - e) T(x)``, e ~ U(0, 1)."""
+        e = torch.rand((y.shape[0],) + (1,) * (y.dim() - 1), generator=self.generator).to(y.device)
+        xh = (e * y + (1 - e) * tx).requires_grad_(True)
+        (g,) = torch.autograd.grad(self.f(xh).float().sum(), xh, create_graph=True)
+        return (g.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
     def _f_step(self, x: torch.Tensor, y: torch.Tensor, slot: int) -> None:
         with torch.no_grad(), self.ctx:
             tx = self.push(x, 1).flatten(0, 1)
         with self.ctx:
             loss = self.f_fit(tx).float().mean() - self.f_fit(y).float().mean()
+        total = loss + self.gp * self._gradient_penalty(tx, y) if self.gp else loss
         self.opt_f.zero_grad(set_to_none=False)
-        loss.backward()
+        total.backward()
         if self.grad_norms:
-            self._buf[4, slot] = self._grad_norm(self.f_params)
+            self._buf[4, slot] += self._grad_norm(self.f_params)
         self.opt_f.step()
-        self._buf[1, slot] = loss.detach()
+        self._buf[1, slot] += loss.detach()
 
     def train_step(self) -> None:
         """One f-step: ``k_t`` T-steps then one f-step (no host sync)."""
@@ -216,7 +232,8 @@ class NOTTrainer:
             last = self.grad_norms and i == len(xs) - 1
             self._t_step(x, gamma, accs, slot if last else None)
         _set_requires_grad(self.f_params, True)
-        self._f_step(self._draws(self.sample_p)[0], self._draws(self.sample_q)[0], slot)
+        for _ in range(self.k_f):  # k_f critic steps, each on fresh x and y (NOT: 1)
+            self._f_step(self._draws(self.sample_p)[0], self._draws(self.sample_q)[0], slot)
         if self.sched_t is not None:
             self.sched_t.step()
         if self.sched_f is not None:
@@ -234,6 +251,7 @@ class NOTTrainer:
             vals /= self.world
         vals = vals.double().cpu()
         vals[[0, 2]] /= self.k_t  # sums over the k_t T-steps -> means
+        vals[[1, 4]] /= self.k_f  # sums over the k_f f-steps -> means
         finite = torch.isfinite(vals[:3]).all(0)
         if not bool(finite.all()):
             first = int((~finite).nonzero()[0])

@@ -106,7 +106,7 @@ def evaluate(setup: ToySetup, train_seconds: float, n_eval: int = 4096, z_eval: 
         xs, ys = x.double().numpy(), y1.double().numpy()
         A_fit, b_fit = dot.gaussian_map(xs.mean(0), np.cov(xs.T), ys.mean(0), np.cov(ys.T))
         out["l2_uvp_linear"] = dot.l2_uvp(xs @ A_fit + b_fit, t_star, var_q)
-        if cost.name in ("strong", "weak"):
+        if cost.name in ("strong", "weak", "none"):  # none (WGAN): its map still has a quadratic cost
             unit = torch.zeros(1, x.shape[1], dtype=torch.float64)
             unit[0, 0] = 1.0
             scale = float(cost.pairwise(torch.zeros_like(unit), unit))  # c(0, e1) = factor

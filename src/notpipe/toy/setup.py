@@ -53,7 +53,8 @@ def build(exp: dict) -> ToySetup:
         noise=GaussianNoise(z_dim, m["z_std"]) if z_dim else None,
         k_t=exp["k_t"], batch=exp["batch"],
         gamma_schedule=GammaSchedule(cost.gamma_max, exp["cost"].get("gamma_warmup", 0)),
-        generator=torch.Generator().manual_seed(seed), log_every=exp["log_every"])
+        generator=torch.Generator().manual_seed(seed), log_every=exp["log_every"],
+        k_f=exp["k_f"], gradient_penalty=exp["gradient_penalty"])
     return ToySetup(trainer, source, target, cost)
 
 

@@ -32,7 +32,7 @@ from notpipe.data.datasets import dataset_dir
 from notpipe.data.loader import ImageSampler, load_split, to_float, to_uint8
 from notpipe.io import atomic_path
 from notpipe.paths import snapshot_steps  # noqa: F401  (part of this API)
-from notpipe.train import distributed
+from notpipe.train import distributed, tracking
 from notpipe.train.models import ResNetD, UNet
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def build_trainer(run: dict, sample_p, sample_q, device: str | torch.device = "c
         gamma_schedule=GammaSchedule(cost.gamma_max, run["cost"].get("gamma_warmup", 0)),
         generator=torch.Generator().manual_seed(seed), log_every=run["log_every"],
         autocast_dtype=torch.bfloat16 if sp["precision"] == "bf16" and device.type == "cuda" else None,
-        grad_norms=True)
+        grad_norms=True, k_f=run.get("k_f", 1), gradient_penalty=run.get("gradient_penalty", 0.0))
 
 
 def _splits(args: dict, data_dir: str | Path) -> tuple[dict, dict]:
@@ -251,22 +251,26 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     main = distributed.is_main()
-    resumed = main and ckpt.resume(tr, ckpt_dir, fp, run["steps"], name, aside=[out / "snapshots", out / "grids"])
+    aside = [out / "snapshots", out / "grids", out / tracking.TB_DIR]  # another run's files, on a fresh start
+    resumed = main and ckpt.resume(tr, ckpt_dir, fp, run["steps"], name, aside=aside)
     if distributed.broadcast(resumed) and not main:  # the checkpoint rank 0 resumed from, on every rank
         tr.load_state_dict(ckpt.latest_checkpoint(ckpt_dir)[1]["trainer"])
     if distributed.is_parallel():
         distributed.wrap(tr)
     grid_x = setup.source_test[: run["grid_inputs"]]
     grid_every = run["grid_every"]
+    tracker = tracking.Tracker.for_run(run, out)  # TensorBoard (logging.tensorboard), rank 0 only
 
     def on_log(row: dict) -> None:
         row["images_per_s"] = row["steps_per_s"] * setup.images_per_step
         log.info("%s step %d: loss_t %.4g loss_f %.4g cost %.4g gamma %.3g %.2f step/s %.0f img/s",
                  name, row["step"], row["loss_t"], row["loss_f"], row["cost"], row["gamma"],
                  row["steps_per_s"], row["images_per_s"])
+        tracker.scalars(row["step"], row)
         if main and grid_every and (row["step"] % grid_every == 0 or row["step"] == run["steps"]):
-            save_grid(tr, grid_x, run["grid_z"], out / "grids" / f"step_{row['step']:08d}.png",
-                      run["seed"] + GRID_SEED_OFFSET)
+            tracker.image(row["step"], save_grid(tr, grid_x, run["grid_z"],
+                                                 out / "grids" / f"step_{row['step']:08d}.png",
+                                                 run["seed"] + GRID_SEED_OFFSET))
 
     env = environment.record()
 
@@ -287,8 +291,11 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     log.info("%s: %s -> %s at %d px, cost %s, device %s, %d images/f-step", name, run["source"],
              run["target"], run["image_size"], tr.cost, tr.device, setup.images_per_step)
-    tr.run(run["steps"], on_log=on_log, on_checkpoint=save, checkpoint_every=run["checkpoint_every"],
-           progress=progress, desc=name)
+    try:
+        tr.run(run["steps"], on_log=on_log, on_checkpoint=save, checkpoint_every=run["checkpoint_every"],
+               progress=progress, desc=name)
+    finally:
+        tracker.close()
     if not main:
         distributed.barrier()
         return setup
