@@ -7,7 +7,6 @@ Command line: python workflow/scripts/toy_evaluate.py --model results/toy/moons/
 
 import argparse
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
