@@ -61,7 +61,8 @@ def test_wgan_resume_equals_uninterrupted(tmp_path):
 
 @pytest.mark.parametrize("over,key", [({"k_f": 0}, "toy.experiments.w.k_f"),
                                       ({"cost": {"name": "none", "gamma": 0.5}}, "toy.experiments.w.cost.gamma"),
-                                      ({"gradient_penalty": -1}, "toy.experiments.w.gradient_penalty")])
+                                      ({"gradient_penalty": -1}, "toy.experiments.w.gradient_penalty"),
+                                      ({"cost": {"name": "strong"}, "k_f": 5}, "toy.experiments.w.k_f")])
 def test_config_checks_of_the_baseline(over, key):
     bad = {"source": {"name": "gaussian", "dim": 2}, "target": {"name": "moons"}, "cost": {"name": "none"}, **over}
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -96,6 +96,13 @@ def _sampler_dim(s: dict, where: str, errors: list[str]) -> int:
     return dim or 2
 
 
+def _check_baseline(where: str, block: dict, errors: list[str]) -> None:
+    """k_f critic steps belong to the WGAN-GP baseline (cost none), not to NOT's schedule."""
+    if block.get("k_f", 1) > 1 and block["cost"]["name"] != "none":
+        errors.append(f"{where}.k_f: {block['k_f']} critic steps per step are the WGAN-GP baseline's "
+                      f"schedule; with the {block['cost']['name']} cost (NOT) k_f must be 1 (or use cost: none)")
+
+
 def _check_cost(where: str, cost: dict, gammas: list, errors: list[str]) -> None:
     cname = cost["name"]
     if cname in ("strong", "none"):
@@ -123,6 +130,7 @@ def _check_experiment(name: str, exp: dict, errors: list[str]) -> None:
         errors.append(f"{where}: source dim {d_src} != target dim {d_tgt}; "
                       "NOT maps between spaces of the same dimension here")
     _check_cost(where, exp["cost"], list(exp.get("gamma_sweep") or []), errors)
+    _check_baseline(where, exp, errors)
     if exp["checkpoint_every"] % exp["log_every"]:
         errors.append(f"{where}.checkpoint_every: {exp['checkpoint_every']} must be a multiple "
                       f"of log_every={exp['log_every']}")
@@ -170,6 +178,7 @@ def _check_images(cfg: dict, errors: list[str]) -> None:
                 did = f" (did you mean '{hint[0]}'?)" if hint else ""
                 errors.append(f"{where}.{side}: unknown data set '{run[side]}'{did}")
         _check_cost(where, run["cost"], [], errors)
+        _check_baseline(where, run, errors)
         size, depth = run["image_size"], run["model"]["t_depth"]
         if size % (2 ** depth):
             errors.append(f"{where}.image_size: {size} must be divisible by 2**model.t_depth = {2 ** depth}")

@@ -25,7 +25,8 @@ def figure_losses(log: pd.DataFrame, title: str) -> plt.Figure:
                                                        gamma[np.isfinite(gamma)][0])
     norms = {k: v for k, v in (("T", numeric(log, "grad_norm_t")), ("f", numeric(log, "grad_norm_f")))
              if v is not None}
-    n = 3 if norms else 2
+    spread = numeric(log, "spread")  # image runs: collapse detection (notpipe.train.collapse)
+    n = 2 + bool(norms) + (spread is not None)
     fig, axes = plt.subplots(1, n, figsize=style.figsize("two", 0.3), sharex=True)
 
     ax = axes[0]
@@ -63,6 +64,22 @@ def figure_losses(log: pd.DataFrame, title: str) -> plt.Figure:
         ax.set_yscale("log")
         ax.set_ylabel("gradient norm")
         ax.set_title("gradient norms")
+        ax.legend(loc="best")
+    if spread is not None:
+        ax = axes[-1]
+        ax.plot(step, spread, color=style.BLUE, label="T outputs / targets")
+        thr = numeric(log, "spread_threshold")
+        if thr is not None and np.isfinite(thr).any():
+            t = float(np.nanmax(thr))
+            ax.axhline(t, color=style.ORANGE, ls="--", lw=1, label=f"collapse threshold {t:.2g}")
+            low = np.isfinite(spread) & (spread < t)
+            if low.any():
+                first = step[low][0]
+                ax.axvline(first, color=style.ORANGE, lw=1)
+                title = f"{title} (possible collapse from f-step {first:.0f})"
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("mean pairwise distance, relative")
+        ax.set_title("output spread")
         ax.legend(loc="best")
     for ax in axes:
         step_axis(ax)

@@ -33,6 +33,7 @@ from notpipe.data.loader import ImageSampler, load_split, to_float, to_uint8
 from notpipe.io import atomic_path
 from notpipe.paths import snapshot_steps  # noqa: F401  (part of this API)
 from notpipe.train import distributed, tracking
+from notpipe.train.collapse import CollapseMonitor
 from notpipe.train.models import ResNetD, UNet
 
 log = logging.getLogger(__name__)
@@ -260,9 +261,14 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
     grid_x = setup.source_test[: run["grid_inputs"]]
     grid_every = run["grid_every"]
     tracker = tracking.Tracker.for_run(run, out)  # TensorBoard (logging.tensorboard), rank 0 only
+    threshold = run.get("logging", {}).get("collapse_threshold", 0.2)
+    collapse = (CollapseMonitor(tr, setup.source_test, setup.target_test, threshold, name,
+                                seed=run["seed"] + GRID_SEED_OFFSET) if main else None)
 
     def on_log(row: dict) -> None:
         row["images_per_s"] = row["steps_per_s"] * setup.images_per_step
+        if collapse is not None:
+            collapse(row)  # row["spread"]: outputs' spread over the targets' (warns below the threshold)
         log.info("%s step %d: loss_t %.4g loss_f %.4g cost %.4g gamma %.3g %.2f step/s %.0f img/s",
                  name, row["step"], row["loss_t"], row["loss_f"], row["cost"], row["gamma"],
                  row["steps_per_s"], row["images_per_s"])
