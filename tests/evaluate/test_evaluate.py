@@ -65,3 +65,15 @@ def test_curve_and_summary_keep_published_numbers_apart(tmp_path, repo):
     pd.DataFrame([dict(r, smoke=True) for r in rows if r["step"] == 4]).to_csv(metrics, index=False)
     s = evaluate.summary([metrics], runs, repo / "workflow/resources/published_fid.csv").iloc[0]
     assert pd.isna(s.published_fid) and "smoke" in s.published_source
+
+
+def test_best_snapshot_by_fid(tmp_path):
+    import pandas as pd
+
+    from notpipe.evaluate.aggregate import best_by_fid
+
+    p = tmp_path / "curve.csv"
+    pd.DataFrame({"run": "r", "step": [100, 200, 300], "fid": [30.0, 12.0, 19.0]}).to_csv(p, index=False)
+    assert best_by_fid(p) == {"best_step": 200, "best_fid": 12.0, "best_fid_std": None}
+    pd.DataFrame({"run": "r", "step": [100], "kid": [0.1]}).to_csv(p, index=False)
+    assert best_by_fid(p)["best_step"] is None

@@ -17,6 +17,7 @@ def test_image_table_marks_smoke_and_separates_published():
     df = pd.DataFrame([
         {"run": "a_b", "source": "handbag", "target": "shoes", "cost": "weak", "image_size": 128, "step": 100,
          "fid": 20.0, "fid_std": 0.3, "kid": 0.01, "transport_cost": 0.2, "smoke": False,
+         "best_fid": 18.5, "best_step": 60,
          "published_fid": 13.45, "published_fid_std": 0.12, "published_image_size": 64},
         {"run": "s", "source": "shapes_circles", "target": "shapes_squares", "cost": "strong", "image_size": 32,
          "step": 300, "fid": 1.5, "transport_cost": 0.01, "smoke": True, "published_fid": None}])
@@ -25,7 +26,8 @@ def test_image_table_marks_smoke_and_separates_published():
     assert r"a\_b &" in t and r"s$^\dagger$" in t and "not comparable" in t
     assert r"13.45 $\pm$ 0.12" in t and r"20 $\pm$ 0.3" in t
     row = [ln for ln in t.splitlines() if ln.startswith("s$")][0]
-    assert row.count("&") == 11
+    assert row.count("&") == 12
+    assert "18.5 (60)" in t and "last snapshot" in t  # the best snapshot by FID beside the last one
 
 
 def test_toy_table_rows():

@@ -140,6 +140,8 @@ def test_train_rule_runs_on_cpu_with_gpu_resource_zero(tmp_path):
     summary = pd.read_csv(tmp_path / "results/main/eval/summary.csv")
     assert summary.run.tolist() == ["tiny"] and summary.smoke.all() and summary.published_fid.isna().all()
     assert summary.extractor.tolist() == ["random_seed0_smoke"]
+    assert summary.best_step.iloc[0] in (2, 4)  # the best snapshot by FID, beside the last (step 4)
+    assert summary.best_fid.iloc[0] == curve.fid.min()
     metrics = pd.read_csv(tmp_path / "results/main/eval/tiny/metrics.csv")
     assert set(metrics["map"]) == {"T", "identity", "random_target", "oracle"} and (metrics.step == 4).all()
     assert (tmp_path / "results/main/eval/refstats/shapes_squares_16_test_random_seed0_smoke.npz").exists()

@@ -91,6 +91,7 @@ rule eval_curve:
 rule eval_summary:
     input:
         metrics=[L.eval_metrics(run) for run in RUNS],
+        curves=[L.eval_curve(run) for run in RUNS],  # the best snapshot by FID
         published=PUBLISHED,
     output:
         L.eval_summary(),

@@ -4,6 +4,7 @@ Command line: python workflow/scripts/eval_summary.py --config config.yaml METRI
 """
 
 import argparse
+from pathlib import Path
 
 from notpipe import evaluate
 from notpipe.config import load_config
@@ -12,8 +13,10 @@ from notpipe.stage import entry
 PUBLISHED = "workflow/resources/published_fid.csv"
 
 
-def main(metrics: list[str], runs: dict, published: str, out: str) -> None:
-    evaluate.summary(metrics, runs, published).to_csv(out, index=False)
+def main(metrics: list[str], runs: dict, published: str, out: str, curves: list[str] | None = None) -> None:
+    """``curves``: each run's curve.csv (the best snapshot by FID); default: beside its metrics.csv."""
+    curves = curves or [str(Path(m).with_name("curve.csv")) for m in metrics]
+    evaluate.summary(metrics, runs, published, curves).to_csv(out, index=False)
 
 
 def _cli_main(config: str, metrics: list[str], out: str) -> None:
@@ -31,4 +34,5 @@ def _parser():
 if __name__ == "__main__":
     smk = globals().get("snakemake")
     entry(main if smk else _cli_main, _parser(), lambda s: dict(
-        metrics=list(s.input.metrics), runs=s.params.runs, published=s.input.published, out=s.output[0]), smk, torch_threads=False)
+        metrics=list(s.input.metrics), runs=s.params.runs, published=s.input.published, out=s.output[0],
+        curves=list(s.input.curves)), smk, torch_threads=False)

@@ -20,11 +20,23 @@ def curve(step_csvs: list[str | Path]) -> pd.DataFrame:
     return wide.merge(smoke, on="step").sort_values("step")
 
 
-def summary(metrics_csvs: list[str | Path], runs: dict, published_csv: str | Path) -> pd.DataFrame:
-    """One row per run (final snapshot) with the published reference numbers in their own columns."""
+def best_by_fid(curve_csv: str | Path) -> dict:
+    """``best_step``, ``best_fid`` (and its std) of the snapshot with the lowest FID in a curve.csv."""
+    c = pd.read_csv(curve_csv)
+    if "fid" not in c or c["fid"].isna().all():
+        return {"best_step": None, "best_fid": None, "best_fid_std": None}
+    r = c.loc[c["fid"].idxmin()]
+    return {"best_step": int(r["step"]), "best_fid": float(r["fid"]),
+            "best_fid_std": float(r["fid_std"]) if "fid_std" in c and pd.notna(r.get("fid_std")) else None}
+
+
+def summary(metrics_csvs: list[str | Path], runs: dict, published_csv: str | Path,
+            curve_csvs: list[str | Path] | None = None) -> pd.DataFrame:
+    """One row per run (final snapshot) with the published reference numbers in their own columns;
+    with ``curve_csvs`` (same order) also the best snapshot by FID (``best_step``, ``best_fid``)."""
     rows = []
     pub = pd.read_csv(published_csv)
-    for p in metrics_csvs:
+    for i, p in enumerate(metrics_csvs):
         df = pd.read_csv(p)
         t = df[df["map"] == "T"].set_index("metric")
         name = df["run"].iloc[0]
@@ -32,6 +44,8 @@ def summary(metrics_csvs: list[str | Path], runs: dict, published_csv: str | Pat
         row = {"run": name, "source": run["source"], "target": run["target"], "cost": run["cost"]["name"],
                "image_size": run["image_size"], "step": int(df["step"].max()),
                "extractor": t.loc["fid", "extractor"], "smoke": bool(t.loc["fid", "smoke"])}
+        if curve_csvs is not None:
+            row.update(best_by_fid(curve_csvs[i]))
         for metric in t.index:
             row[metric] = t.loc[metric, "value"]
             if pd.notna(t.loc[metric, "std"]):

@@ -70,12 +70,19 @@ def toy_table(summary: pd.DataFrame) -> str:
                   "tab:toy")
 
 
+def _best(r) -> str:
+    """The best snapshot by FID, as ``FID (step)``; ``--`` before curves carried it."""
+    if pd.isna(r.get("best_fid")) or pd.isna(r.get("best_step")):
+        return "--"
+    return f"{num(r['best_fid'], 4)} ({int(r['best_step'])})"
+
+
 def image_table(summary: pd.DataFrame) -> str:
     """Our image metrics per run, with the published NOT FID in separate columns."""
-    header = ["run", "pair", "cost", "px", "step", "FID", "KID", "LPIPS cont.", "LPIPS div.", "cost",
-              "FID", "px"]
-    group = (r"\multicolumn{10}{c}{ours (computed by this pipeline)} & "
-             r"\multicolumn{2}{c}{published (authors' notebooks)} \\ \cmidrule(lr){1-10}\cmidrule(lr){11-12}")
+    header = ["run", "pair", "cost", "px", "step", "FID", "best FID (step)", "KID", "LPIPS cont.", "LPIPS div.",
+              "cost", "FID", "px"]
+    group = (r"\multicolumn{11}{c}{ours (computed by this pipeline)} & "
+             r"\multicolumn{2}{c}{published (authors' notebooks)} \\ \cmidrule(lr){1-11}\cmidrule(lr){12-13}")
     rows, any_smoke = [], False
     for _, r in summary.iterrows():
         smoke = bool(r.get("smoke", False))
@@ -83,13 +90,15 @@ def image_table(summary: pd.DataFrame) -> str:
         dag = r"$^\dagger$" if smoke else ""
         rows.append([tex(r["run"]) + dag, tex(f"{r['source']} -> {r['target']}").replace("->", r"$\to$"),
                      tex(r["cost"]), str(int(r["image_size"])), str(int(r["step"])),
-                     num(r.get("fid"), 4, r.get("fid_std")), num(r.get("kid"), 2), num(r.get("lpips_content"), 3),
+                     num(r.get("fid"), 4, r.get("fid_std")), _best(r), num(r.get("kid"), 2),
+                     num(r.get("lpips_content"), 3),
                      num(r.get("lpips_diversity"), 3), num(r.get("transport_cost"), 3),
                      num(r.get("published_fid"), 4, r.get("published_fid_std")),
                      num(r.get("published_image_size"), 3)])
     notes = [r"$^\dagger$ smoke: random-weight Inception / LPIPS trunk (no weights on this machine); "
              "these numbers only check the pipeline and are not comparable with published FIDs."] if any_smoke else []
-    return _table(header, rows, "lllrr" + "r" * 5 + "|rr",
-                  "Image translation on the test split: FID and KID (clean-fid), LPIPS content "
+    return _table(header, rows, "lllrr" + "r" * 6 + "|rr",
+                  "Image translation on the test split, at the last snapshot (step): FID and KID (clean-fid), "
+                  "the best snapshot by FID with its step, LPIPS content "
                   "(input vs output) and diversity (stochastic maps), per-pixel transport cost. "
                   "Published NOT FIDs are references, not our results.", "tab:images", group, notes)
