@@ -74,7 +74,7 @@ rule toy_sweep_table:
 # only its chain (train -> evaluate -> figure).
 _TOY_FIGURE_SPECS = {
     "scatter": (L.toy_samples, "input, target, push-forward"),
-    "transport": (L.toy_samples, "NOT map vs exact OT plan (one batch)"),
+    "transport": (L.toy_samples, "learned map vs exact OT plan (one batch)"),
     "one_to_many": (L.toy_samples, "several z for fixed x"),
     "losses": (L.toy_log, "training curves"),
 }

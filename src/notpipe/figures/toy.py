@@ -110,7 +110,7 @@ def plot_scatter(samples: dict, stem: str | Path, title: str) -> tuple[Path, Pat
 
 def plot_transport(samples: dict, stem: str | Path, title: str,
                    plan_tol: float = 1e-8) -> tuple[Path, Path]:
-    """One batch: the NOT map x -> T(x) next to the exact discrete OT plan.
+    """One batch: the learned map x -> T(x) (NOT, or the WGAN-GP baseline) next to the exact discrete OT plan.
 
     Parameters
     ----------
@@ -134,7 +134,7 @@ def plot_transport(samples: dict, stem: str | Path, title: str,
     _segments(ax, xb, txb, "0.4")
     _points(ax, xb, C_X, "x", size=14, alpha=0.8, zorder=2)
     _points(ax, txb, C_T, "T(x, z)", size=14, alpha=0.8, zorder=2)
-    _style(ax, lims, "NOT map", d)
+    _style(ax, lims, "learned map T (NOT or a baseline)", d)
 
     ax = axes[1]
     i, j = np.nonzero(plan > plan_tol)
