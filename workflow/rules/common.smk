@@ -81,7 +81,7 @@ def get_train_params(run):
 
 
 def toy_is_stochastic(name):
-    return TOY[name]["cost"]["name"] != "strong"
+    return TOY[name]["cost"]["name"] in ("weak", "kernel")  # strong and none (WGAN-GP): deterministic T
 
 
 def toy_figure_kinds(name):
