@@ -42,7 +42,7 @@ class Row:
 
 def repo_root() -> Path | None:
     """The workflow's folder: the current one if it holds the Snakefile, else this checkout's."""
-    for d in (Path.cwd(), Path(__file__).resolve().parents[2]):
+    for d in (Path.cwd(), Path(__file__).resolve().parents[3]):
         if (d / "Snakefile").is_file() and (d / "workflow").is_dir():
             return d
     return None

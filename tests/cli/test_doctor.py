@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ROW = re.compile(r"^(\S.*?)\s{2,}(ok|warn|FAIL)\b\s*(.*)$")
 
 
@@ -172,7 +172,7 @@ def test_gpu_rows_without_bf16(monkeypatch):
 
     import torch
 
-    from notpipe import doctor
+    from notpipe.cli import doctor
     from notpipe.config import load_config
 
     props = types.SimpleNamespace(name="Fake V100", total_memory=32 * 2**30)

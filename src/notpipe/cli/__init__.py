@@ -7,7 +7,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from notpipe import doctor
+    from notpipe.cli import doctor
 
     parser = argparse.ArgumentParser(
         prog="notpipe", description="Neural Optimal Transport pipeline helpers (the workflow itself: snakemake).")
