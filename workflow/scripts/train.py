@@ -16,6 +16,8 @@ import argparse
 import logging
 from pathlib import Path
 
+import torch
+
 from notpipe import train as images
 from notpipe.config import load_config
 from notpipe.paths import Layout
@@ -32,7 +34,7 @@ def main(run: dict, name: str, data_dir: str, out_dir: str, gpu: bool = True, pr
     ``held``: the job's gpu resource (Snakemake caps it at --resources)."""
     run = {**run, **(grid or {}), **(tracking or {})}
     nproc = int(run.get("gpus", 1))
-    if gpu and held is not None and 0 < held < nproc and images.cuda_available():
+    if gpu and held is not None and 0 < held < nproc and torch.cuda.is_available():
         # Snakemake caps a job's resources at --resources: use what the job holds (the same maths)
         logging.getLogger("notpipe").warning(
             "%s asks for gpus: %d but the job holds gpu=%d (--resources): training on %d processes; the "

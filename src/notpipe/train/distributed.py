@@ -43,24 +43,28 @@ class RankFailed(RuntimeError):
     one_line = True  # stage.entry prints it without a traceback on the command line
 
 
+def _in_group() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
 def is_parallel() -> bool:
     """Inside a process group of more than one process."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return _in_group() and dist.get_world_size() > 1
 
 
 def is_main() -> bool:
     """Rank 0 of a data-parallel run, or a single process."""
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    return not _in_group() or dist.get_rank() == 0
 
 
 def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
+    if _in_group():
         dist.barrier()
 
 
 def broadcast(obj):
     """Rank 0's ``obj`` on every rank (``obj`` itself in a single process)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if not _in_group():
         return obj
     box = [obj]
     dist.broadcast_object_list(box, src=0)
@@ -77,16 +81,14 @@ class DistBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_available() and dist.is_initialized()):
+        if not (self.training and _in_group()):
             return super().forward(x)
-        with warnings.catch_warnings():  # deprecated, but the functional collectives have no autograd all_reduce
-            warnings.simplefilter("ignore", FutureWarning)
-            from torch.distributed.nn.functional import all_reduce
+        from torch.distributed.nn.functional import all_reduce
 
         c = x.shape[1]
         xd = x.double()
         count = torch.full((1,), x.numel() // c, dtype=torch.float64, device=x.device)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # deprecated, but the functional collectives have no autograd all_reduce
             warnings.simplefilter("ignore", FutureWarning)
             sums = all_reduce(torch.cat([xd.sum((0, 2, 3)), (xd * xd).sum((0, 2, 3)), count]))
         n = sums[-1]

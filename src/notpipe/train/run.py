@@ -43,16 +43,16 @@ from notpipe.seeds import (
 )
 
 
-def cuda_available() -> bool:
-    return torch.cuda.is_available()
+def _claim(want_gpu: bool, n: int):
+    """``n`` GPU slots (:mod:`notpipe.core.gpu_slots`, held until the process exits) when a GPU
+    is wanted and CUDA is present; None (the CPU) otherwise."""
+    return gpu_slots.claim_for_job(n, log=log.info) if want_gpu and torch.cuda.is_available() else None
 
 
 def pick_device(want_gpu: bool) -> torch.device:
-    """The claimed CUDA device (:mod:`notpipe.core.gpu_slots`: one free slot among the visible
-    devices, held until the process exits) when a GPU is wanted and present, else the CPU."""
-    if not (want_gpu and torch.cuda.is_available()):
-        return torch.device("cpu")
-    claim = gpu_slots.claim_for_job(1, log=log.info)
+    """The claimed CUDA device (one free slot among the visible devices) when a GPU is wanted
+    and present, else the CPU."""
+    claim = _claim(want_gpu, 1)
     if claim is None:
         return torch.device("cpu")
     torch.cuda.set_device(claim.indices[0])
@@ -62,9 +62,7 @@ def pick_device(want_gpu: bool) -> torch.device:
 def pick_devices(want_gpu: bool, n: int) -> bool:
     """For a run on ``n`` processes: claim ``n`` GPU slots and restrict ``CUDA_VISIBLE_DEVICES``
     to them (the ranks, started afterwards, use ``cuda:LOCAL_RANK``); True when on CUDA."""
-    if not (want_gpu and torch.cuda.is_available()):
-        return False
-    claim = gpu_slots.claim_for_job(n, log=log.info)
+    claim = _claim(want_gpu, n)
     if claim is None:
         return False
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(claim.entries)
