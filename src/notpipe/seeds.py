@@ -17,3 +17,5 @@ IMAGE_EVAL = 424_242
 TRAIN_GRID = 7_777
 #: the grid figure of the report (absolute seed, not an offset)
 FIGURE_GRID = 1234
+#: the fixed noise inputs of a generation run (OTM): its "test split" for evaluation and grids
+NOISE_TEST = 5_151_515

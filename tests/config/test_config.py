@@ -104,3 +104,57 @@ def test_shipped_configs_validate(repo):
         raw = yaml.safe_load(path.read_text())
         assert toy_experiments(cfg) or cfg["images"]["runs"], path  # every config runs something
         assert bool(toy_experiments(cfg)) == bool(raw.get("toy", {}).get("experiments")), path
+
+
+def test_schema_and_semantic_problems_reported_in_one_pass():
+    """An unknown key no longer hides gamma > 1, unknown data sets or dimension mismatches (issue 15)."""
+    cfg = cfg_with(stpes=3, cost={"name": "weak", "gamma": 1.5, "z_size": 4})
+    cfg["data"] = {"build": ["nope"]}
+    cfg["tyo"] = 1
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert "unknown key 'stpes'" in msg and "unknown key 'tyo'" in msg
+    assert "toy.experiments.moons.cost.gamma: gamma=1.5 > 1" in msg
+    assert "data.build.0: unknown data set 'nope'" in msg
+
+
+def test_semantic_checks_skip_only_the_broken_block():
+    cfg = copy.deepcopy(BASE)
+    exps = cfg["toy"]["experiments"]
+    exps["bad"] = {"source": {"name": "gaussian", "dim": "x"}, "target": {"name": "moons"},
+                   "cost": {"name": "weak", "gamma": "big"}, "log_every": 0}
+    exps["mismatch"] = {"source": {"name": "gaussian", "dim": 3}, "target": {"name": "moons"},
+                        "cost": {"name": "strong"}}
+    cfg["images"] = {"runs": {"r": {"source": "shapes_circles", "target": "shapez", "image_size": 24,
+                                    "cost": {"name": "strong"}}}}
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)  # no TypeError / ZeroDivisionError from the broken block
+    msg = str(err.value)
+    assert "toy.experiments.bad.source.dim: 'x' is not of type 'integer'" in msg
+    assert "toy.experiments.bad.log_every" in msg
+    assert "toy.experiments.mismatch: source dim 3 != target dim 2" in msg
+    assert "images.runs.r.target: unknown data set 'shapez'" in msg and "images.runs.r.image_size" in msg
+
+
+@pytest.mark.parametrize("text", ["toy: 5\n", "- a\n- b\n", "toy:\n  experiments: [1]\n"])
+def test_wrong_shapes_of_whole_blocks_are_one_error(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="invalid config"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("text, line", [
+    ("toy:\n  experiments:\n    a: {source: [\n  b: 1\n", 5),
+    ("toy:\n  experiments:\n    a:\n      steps: 3\n     batch: 4\n", 5),
+    ("toy:\n\texperiments: {}\n", 2),
+])
+def test_yaml_syntax_error_names_file_and_line(tmp_path, text, line):
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}, line {line}, column ") and "YAML syntax error" in msg
+    assert len(msg.splitlines()) == 1

@@ -77,3 +77,30 @@ def test_best_snapshot_by_fid(tmp_path):
     assert best_by_fid(p) == {"best_step": 200, "best_fid": 12.0, "best_fid_std": None}
     pd.DataFrame({"run": "r", "step": [100], "kid": [0.1]}).to_csv(p, index=False)
     assert best_by_fid(p)["best_step"] is None
+
+
+def _metrics(tmp_path, run, values, smoke=False):
+    rows = [{"run": run, "step": 10, "metric": m, "map": mp, "value": v, "std": None, "n_images": 10,
+             "extractor": "legacy_pytorch", "smoke": smoke, "seconds": 1.0} for (m, mp), v in values.items()]
+    p = tmp_path / f"{run}.csv"
+    pd.DataFrame(rows).to_csv(p, index=False)
+    return p
+
+
+def test_summary_of_otm_runs_carries_paired_scores_and_labelled_references(tmp_path, repo):
+    pub = repo / "workflow/resources/published_fid.csv"
+    runs = {"den": {"source": "celeba_noise", "target": "celeba_clean", "cost": {"name": "strong"}, "image_size": 64},
+            "gen": {"source": "noise", "target": "celeba", "cost": {"name": "strong"}, "image_size": 128}}
+    den = _metrics(tmp_path, "den", {("fid", "T"): 20.0, ("psnr", "T"): 25.0, ("mse", "T"): 0.003,
+                                     ("psnr", "input"): 11.0, ("mse", "input"): 0.08})
+    gen = _metrics(tmp_path, "gen", {("fid", "T"): 30.0, ("transport_cost", "T"): 0.2})
+    s = evaluate.summary([den, gen], runs, pub).set_index("run")
+    assert s.loc["den", "psnr"] == 25.0 and s.loc["den", "psnr_input"] == 11.0 and s.loc["den", "mse_input"] == 0.08
+    assert s.loc["den", "published_fid"] == 5.92 and s.loc["den", "published_method"] == "OTM"  # not OTM-GP
+    assert s.loc["den", "published_wgan_fid"] == 25.49 and s.loc["den", "published_input_fid"] == 166.59
+    # the published generation FID at the run's size (128 px: 24.58, not 64 px's 6.5), labelled TF Inception
+    assert s.loc["gen", "published_fid"] == 24.58 and "TF Inception" in s.loc["gen", "published_source"]
+    assert pd.isna(s.loc["gen", "psnr"])
+    smoke = _metrics(tmp_path, "den", {("fid", "T"): 20.0, ("psnr", "T"): 25.0}, smoke=True)
+    s = evaluate.summary([smoke], runs, pub).iloc[0]
+    assert pd.isna(s.published_fid) and pd.isna(s.published_wgan_fid) and "smoke" in s.published_source

@@ -22,7 +22,7 @@ def test_image_table_marks_smoke_and_separates_published():
         {"run": "s", "source": "shapes_circles", "target": "shapes_squares", "cost": "strong", "image_size": 32,
          "step": 300, "fid": 1.5, "transport_cost": 0.01, "smoke": True, "published_fid": None}])
     t = tables.image_table(df)
-    assert r"\toprule" in t and r"\bottomrule" in t and "published (authors' notebooks)" in t
+    assert r"\toprule" in t and r"\bottomrule" in t and "published (reference)" in t
     assert r"a\_b &" in t and r"s$^\dagger$" in t and "not comparable" in t
     assert r"13.45 $\pm$ 0.12" in t and r"20 $\pm$ 0.3" in t
     row = [ln for ln in t.splitlines() if ln.startswith("s$")][0]
@@ -49,3 +49,21 @@ def test_config_table_and_figure_lists():
     figs = report.figures_images(cfg["images"]["runs"], "/abs/figs")
     assert "/abs/figs/images/r_1_grid.pdf" in figs and "/abs/figs/images/r_1_losses.pdf" in figs
     assert "No image runs" in report.figures_images({}, "/x")
+
+
+def test_otm_rows_generation_has_no_lpips_content_and_restoration_gets_its_table():
+    df = pd.DataFrame([
+        {"run": "gen", "source": "noise", "target": "celeba", "cost": "strong", "image_size": 64, "step": 10,
+         "fid": 30.0, "lpips_content": None, "smoke": False, "published_fid": 6.5, "published_image_size": 64},
+        {"run": "den", "source": "celeba_noise", "target": "celeba_clean", "cost": "strong", "image_size": 64,
+         "step": 10, "fid": 20.0, "lpips_content": 0.1, "psnr": 25.0, "psnr_input": 11.0, "mse": 0.003,
+         "mse_input": 0.08, "smoke": False, "published_fid": 5.92, "published_wgan_fid": 25.49,
+         "published_input_fid": 166.59}])
+    t = tables.image_table(df)
+    gen = [ln for ln in t.splitlines() if ln.startswith("gen &")][0]
+    assert r"n/a$^\ddagger$" in gen and "no LPIPS content term" in t
+    r = tables.restoration_table(df)
+    row = [ln for ln in r.splitlines() if ln.startswith("den &")][0]
+    assert "gen &" not in r and "25 & 11 & 0.003 & 0.08 & 5.92 & 25.49 & 166.6" in row
+    assert "published FID (OTM paper)" in r and "tab:restoration" in r
+    assert tables.restoration_table(df.drop(columns=["psnr"])) == ""

@@ -6,7 +6,7 @@ from pathlib import Path
 from notpipe.core import fingerprint
 from notpipe.evaluate import weights as _weights
 from notpipe.config import ConfigError, toy_experiments, toy_sweeps, validate_config
-from notpipe.data.datasets import resolve_datasets, sources
+from notpipe.data.datasets import NOISE_SOURCE, base_of, resolve_datasets, sources
 from notpipe.paths import Layout, fid_tag, snapshot_steps, step_file
 
 try:
@@ -104,13 +104,29 @@ def dataset_downloads(name):
     return [str(s["path"]) for s in sources(spec, L.raw()) if s["url"]]
 
 
+def dataset_inputs(name, size):
+    """What rule data_prepare reads: the downloads, or for a derived data set its base's manifest."""
+    base = base_of(DATASETS[name])
+    return [manifest_path(base, size)] if base else dataset_downloads(name)
+
+
+def run_datasets(run):
+    """``{side: data set}`` of an image run: a generation run (source noise) has no source data set."""
+    r = RUNS[run]
+    return {side: r[side] for side in ("source", "target") if r[side] != NOISE_SOURCE}
+
+
+def run_manifests(run):
+    return {side: manifest_path(d, RUNS[run]["image_size"]) for side, d in run_datasets(run).items()}
+
+
 def manifest_path(name, size):
     return L.manifest(name, size)
 
 
 def data_outputs():
     out = [manifest_path(n, config["data"]["image_size"]) for n in config["data"]["build"]]
-    out += [manifest_path(r[side], r["image_size"]) for r in RUNS.values() for side in ("source", "target")]
+    out += [m for run in RUNS for m in run_manifests(run).values()]
     return list(dict.fromkeys(out))
 
 

@@ -22,7 +22,7 @@ rule data_download:
 
 rule data_prepare:
     input:
-        lambda w: dataset_downloads(w.dataset),
+        lambda w: dataset_inputs(w.dataset, w.size),
     output:
         train=L.split("{dataset}", "{size}", "train"),
         test=L.split("{dataset}", "{size}", "test"),

@@ -5,8 +5,8 @@
 
 rule train:
     input:
-        source=lambda w: manifest_path(RUNS[w.run]["source"], RUNS[w.run]["image_size"]),
-        target=lambda w: manifest_path(RUNS[w.run]["target"], RUNS[w.run]["image_size"]),
+        # the source and target manifests (a generation run, source noise, has the target only)
+        unpack(lambda w: run_manifests(w.run)),
     output:
         final=L.final("{run}"),
         log_csv=L.train_log("{run}"),

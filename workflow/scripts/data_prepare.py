@@ -1,5 +1,8 @@
 """Prepare one data set at one size: decode, crop, resize, split, store uint8 .npy + manifest.json.
 
+A derived data set (OTM restoration: a half of a prepared base set, maybe degraded) is cut from
+its base's arrays instead, which the data stage prepares first.
+
 Command line: python workflow/scripts/data_prepare.py --config configs/toy.yaml --dataset shapes_circles --size 32
 """
 
@@ -8,12 +11,16 @@ from pathlib import Path
 
 from notpipe.config import load_config
 from notpipe.data.datasets import dataset_dir, resolve_datasets
+from notpipe.data.derive import derive
 from notpipe.data.prepare import prepare
 from notpipe.stage import entry
 
 
 def main(name: str, spec: dict, size: int, out_dir: str, raw_dir: str, threads: int = 1,
          max_bad_fraction: float = 0.01, offline: bool = False) -> None:
+    if spec["format"] == "derived":  # out_dir is {data_dir}/{name}_{size}: the base lies beside it
+        derive(name, spec, int(size), out_dir, dataset_dir(Path(out_dir).parent, spec["base"], int(size)))
+        return
     prepare(name, spec, int(size), out_dir, raw_dir, threads=threads,
             max_bad_fraction=max_bad_fraction, offline=offline)
 

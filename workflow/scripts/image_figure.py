@@ -45,7 +45,9 @@ def grid_rows(snapshot: str, data_dir: str, n_inputs: int = N_INPUTS, n_z: int =
         raise ValueError(f"no source test images under {data_dir} for {snapshot}")
     draws = n_z if setup.trainer.noise is not None else 1
     ys = setup.trainer.infer(to_float(torch.from_numpy(x_np)), draws, torch.Generator().manual_seed(seed))
-    rows = [x_np] + [to_uint8(ys[:, j]) for j in range(ys.shape[1])]
+    # a generation run's inputs are float Q(z): shown clamped to the image range
+    shown = x_np if x_np.dtype == np.uint8 else to_uint8(torch.from_numpy(x_np))
+    rows = [shown] + [to_uint8(ys[:, j]) for j in range(ys.shape[1])]
     return rows, image_plots.grid_labels(len(rows)), state
 
 

@@ -1,6 +1,7 @@
 """Write one LaTeX table (booktabs) of the report from a pipeline CSV.
 
-Kinds: toy (results/toy/summary.csv), images (results/eval/summary.csv).
+Kinds: toy (results/toy/summary.csv), images (results/eval/summary.csv; with the restoration
+table when the suite has OTM restoration runs).
 Command line: python workflow/scripts/report_table.py --kind toy --input results/toy/summary.csv --out t.tex
 """
 
@@ -22,7 +23,7 @@ def main(kind: str, inputs: list[str], out: str) -> None:
     text = EMPTY[kind]
     if inputs:
         df = pd.read_csv(inputs[0])
-        text = tables.toy_table(df) if kind == "toy" else tables.image_table(df)
+        text = tables.toy_table(df) if kind == "toy" else tables.image_table(df) + tables.restoration_table(df)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text)
 

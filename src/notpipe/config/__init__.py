@@ -10,9 +10,12 @@ from __future__ import annotations
 import copy
 import difflib
 from pathlib import Path
+from typing import Callable
 
 import jsonschema
 import yaml
+
+from notpipe.config import otm
 
 #: the JSON schema (package data, so an installed wheel validates too)
 SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
@@ -136,22 +139,28 @@ def _check_experiment(name: str, exp: dict, errors: list[str]) -> None:
                       f"of log_every={exp['log_every']}")
 
 
-def _check_data(cfg: dict, errors: list[str]) -> None:
+def _intact(broken: list[tuple], *prefix) -> bool:
+    """No schema error in the block at ``prefix``, nor in a block above it."""
+    return not any(p[:len(prefix)] == prefix or prefix[:len(p)] == p for p in broken)
+
+
+def _check_data(cfg: dict, errors: list[str], broken: list[tuple] = ()) -> None:
     from notpipe.data.datasets import DatasetError, resolve_datasets
 
     from notpipe.paths import shared_dir
 
-    if cfg["data"]["data_dir"] is None:
-        cfg["data"]["data_dir"] = shared_dir(cfg["results_dir"], "data")
-    for key in ("inception_weights", "lpips_weights"):
-        if cfg["eval"][key] is None:
-            cfg["eval"][key] = shared_dir(cfg["results_dir"], "weights")
+    if _intact(broken, "results_dir"):
+        if _intact(broken, "data") and cfg["data"]["data_dir"] is None:
+            cfg["data"]["data_dir"] = shared_dir(cfg["results_dir"], "data")
+        for key in ("inception_weights", "lpips_weights"):
+            if _intact(broken, "eval") and cfg["eval"][key] is None:
+                cfg["eval"][key] = shared_dir(cfg["results_dir"], "weights")
     try:
         known = resolve_datasets(cfg["datasets"])
     except DatasetError as err:
         errors.append(str(err))
         return
-    for i, name in enumerate(cfg["data"]["build"]):
+    for i, name in enumerate(cfg["data"]["build"] if _intact(broken, "data", "build") else []):
         if name not in known:
             hint = difflib.get_close_matches(name, known, n=1)
             did = f" (did you mean '{hint[0]}'?)" if hint else ""
@@ -161,9 +170,14 @@ def _check_data(cfg: dict, errors: list[str]) -> None:
             errors.append(f"datasets.{name}: format shapes needs shape, n and seed")
         if spec["format"] == "torchvision" and not spec.get("torchvision"):
             errors.append(f"datasets.{name}.torchvision: the torchvision class name is required")
+        otm.check_derived(name, spec, errors)
+    if _intact(broken, "data"):
+        for name in cfg["data"]["build"]:
+            if name in known:
+                otm.check_mask_fits("data.image_size", name, known[name], cfg["data"]["image_size"], errors)
 
 
-def _check_images(cfg: dict, errors: list[str]) -> None:
+def _check_images(cfg: dict, errors: list[str], only: str | None = None) -> None:
     from notpipe.data.datasets import DatasetError, resolve_datasets
 
     try:
@@ -171,9 +185,14 @@ def _check_images(cfg: dict, errors: list[str]) -> None:
     except DatasetError:
         return  # reported by _check_data
     for name, run in cfg["images"]["runs"].items():
+        if only is not None and name != only:
+            continue
         where = f"images.runs.{name}"
-        for side in ("source", "target"):
-            if run[side] not in known:
+        noise = otm.check_source(where, run, errors)
+        for side in ("target",) if noise else ("source", "target"):
+            if run[side] in known:
+                otm.check_mask_fits(where, run[side], known[run[side]], run["image_size"], errors)
+            else:
                 hint = difflib.get_close_matches(run[side], known, n=1)
                 did = f" (did you mean '{hint[0]}'?)" if hint else ""
                 errors.append(f"{where}.{side}: unknown data set '{run[side]}'{did}")
@@ -195,6 +214,39 @@ def _check_images(cfg: dict, errors: list[str]) -> None:
                           f"checkpoint_every={run['checkpoint_every']}")
 
 
+def _guarded(broken: list[tuple], prefix: tuple, check: Callable[[list[str]], None],
+             lines: list[str]) -> None:
+    """Run ``check`` unless a schema error lies in the block at ``prefix`` (or above it)."""
+    if not _intact(broken, *prefix):
+        return
+    out: list[str] = []
+    try:
+        check(out)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError, ZeroDivisionError):
+        return  # a shape the schema let through but the check cannot read: reported elsewhere
+    lines.extend(out)
+
+
+def _semantic(cfg: dict, broken: list[tuple], lines: list[str]) -> None:
+    _guarded(broken, ("datasets",), lambda out: _check_data(cfg, out, broken), lines)
+    runs = cfg.get("images", {}).get("runs") if isinstance(cfg.get("images"), dict) else None
+    for name in (runs if isinstance(runs, dict) else {}):
+        _guarded(broken, ("images", "runs", name), lambda out, n=name: _check_images(cfg, out, n), lines)
+    exps = cfg.get("toy", {}).get("experiments") if isinstance(cfg.get("toy"), dict) else None
+    for name in (exps if isinstance(exps, dict) else {}):
+        _guarded(broken, ("toy", "experiments", name),
+                 lambda out, n=name: _check_experiment(n, cfg["toy"]["experiments"][n], out), lines)
+
+    def sweeps(out):
+        ok = {n: e for n, e in exps.items() if _intact(broken, "toy", "experiments", n)}
+        generated = {n for runs in toy_sweeps({"toy": {"experiments": ok}}).values() for _, n in runs}
+        dup = generated & set(exps)
+        if dup:
+            out.append(f"toy.experiments: gamma_sweep run names collide with {sorted(dup)}")
+    if isinstance(exps, dict):
+        _guarded([p for p in broken if p[:2] != ("toy", "experiments")], ("toy",), sweeps, lines)
+
+
 def validate_config(config: dict, schema: dict | None = None) -> dict:
     """Validate ``config`` and return a copy with every default filled in.
 
@@ -203,27 +255,44 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     ConfigError
         listing every problem, each naming its key.
     """
+    if not isinstance(config, dict):
+        raise ConfigError(f"invalid config:\n  <top level>: must be a mapping of keys (suite, toy, "
+                          f"images, ...), got {type(config).__name__}")
     cfg = copy.deepcopy(dict(config))
     validator = _defaulting_validator(schema or load_schema())
     errs = sorted(validator.iter_errors(cfg), key=lambda e: [str(p) for p in e.absolute_path])
     lines = [line for e in errs for line in _format_error(e)]
-    if not lines:
-        _check_data(cfg, lines)
-        _check_images(cfg, lines)
-        for name, exp in cfg["toy"]["experiments"].items():
-            _check_experiment(name, exp, lines)
-        generated = {n for runs in toy_sweeps(cfg).values() for _, n in runs}
-        dup = generated & set(cfg["toy"]["experiments"])
-        if dup:
-            lines.append(f"toy.experiments: gamma_sweep run names collide with {sorted(dup)}")
+    # semantic checks in the same pass: each block on its own, skipping a block whose
+    # values failed the schema (an unknown key alone does not break its block)
+    broken = [tuple(e.absolute_path) for e in errs if e.validator != "additionalProperties"]
+    _semantic(cfg, broken, lines)
     if lines:
         raise ConfigError("invalid config:\n  " + "\n  ".join(dict.fromkeys(lines)))
     return cfg
 
 
+def read_yaml(path: str | Path):
+    """``yaml.safe_load`` of a config file; a syntax error becomes one :class:`ConfigError` line
+    naming the file, the line and the column."""
+    try:
+        with open(path) as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as err:
+        def at(m) -> str:
+            return f"line {m.line + 1}, column {m.column + 1}"
+
+        mark, cmark = getattr(err, "problem_mark", None), getattr(err, "context_mark", None)
+        where = f"{path}, {at(mark or cmark)}" if (mark or cmark) is not None else str(path)
+        context = getattr(err, "context", None)
+        if context and cmark is not None and mark is not None and cmark.line != mark.line:
+            context += f" (opened at {at(cmark)})"
+        what = ": ".join(x for x in (context, getattr(err, "problem", None)) if x)
+        raise ConfigError(f"{where}: YAML syntax error: {what or str(err).splitlines()[0]}") from None
+
+
 def load_config(path: str | Path) -> dict:
-    with open(path) as fh:
-        return validate_config(yaml.safe_load(fh) or {})
+    data = read_yaml(path)
+    return validate_config({} if data is None else data)
 
 
 def gamma_tag(gamma: float) -> str:

@@ -24,7 +24,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 FORMATS = ("igan_hdf5_zip", "image_folder_zip", "image_folder_tar", "image_folder", "celeba",
-           "torchvision", "shapes")
+           "torchvision", "shapes", "derived")
+#: formats made here, not read from a file: synthetic, torchvision's own download, or another data set
+NO_SOURCE_FILE = ("shapes", "torchvision", "derived")
+#: the reserved source name of a generation run (OTM): Gaussian noise, no data set
+NOISE_SOURCE = "noise"
 
 _IGAN = "http://efrosgans.eecs.berkeley.edu/iGAN/datasets/{}_128.zip"
 _CELEBA_NOTE = ("CelebA aligned images and attributes from "
@@ -41,6 +45,9 @@ DEFAULT_DATASETS: dict[str, dict] = {
                 "crop": "none", "pairs": ["outdoor->church"]},
     "church": {"url": _IGAN.format("church"), "format": "igan_hdf5_zip", "size_bytes": 4.6e9,
                "crop": "none", "pairs": ["outdoor->church"]},
+    "celeba": {"path": ["img_align_celeba.zip", "list_attr_celeba.txt"], "format": "celeba", "crop": "center",
+               "size_bytes": 1.44e9, "note": _CELEBA_NOTE,
+               "pairs": ["noise->celeba", "celeba->cartoon", "celeba (restoration halves)"]},
     "celeba_male": {"path": ["img_align_celeba.zip", "list_attr_celeba.txt"], "format": "celeba",
                     "filter": {"attribute": "Male", "value": 1}, "crop": "center",
                     "size_bytes": 1.44e9, "note": _CELEBA_NOTE, "pairs": ["celeba_male->celeba_female"]},
@@ -97,9 +104,23 @@ def resolve_datasets(user: dict | None = None) -> dict[str, dict]:
         if fmt not in FORMATS:
             raise DatasetError(f"datasets.{name}.format: {fmt!r} is not allowed; allowed values: "
                                f"{', '.join(FORMATS)}")
-        if fmt not in ("shapes", "torchvision") and not (spec.get("url") or spec.get("path")):
+        if fmt not in NO_SOURCE_FILE and not (spec.get("url") or spec.get("path")):
             raise DatasetError(f"datasets.{name}: give 'url' (to download) or 'path' (local file)")
+        if name == NOISE_SOURCE:
+            raise DatasetError(f"datasets.{name}: '{NOISE_SOURCE}' is the generation source (images.runs.*.source: "
+                               f"{NOISE_SOURCE}), not a data set name")
+        if fmt == "derived":
+            base = spec.get("base")
+            if base not in out or out[base].get("format") == "derived":
+                known = sorted(n for n, s in out.items() if s.get("format") != "derived")
+                raise DatasetError(f"datasets.{name}.base: {base!r} is not a data set to derive from; "
+                                   f"known: {', '.join(known)}")
     return out
+
+
+def base_of(spec: dict) -> str | None:
+    """The data set a derived data set is made from (None for the others)."""
+    return spec.get("base") if spec.get("format") == "derived" else None
 
 
 def file_name(source: str) -> str:

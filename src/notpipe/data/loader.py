@@ -31,9 +31,12 @@ def load_split(data_dir: str | Path, split: str = "train", mmap: bool = True) ->
 
 
 def to_float(batch: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
-    """uint8 NHWC -> float32 NCHW in [-1, 1] (on the batch's device)."""
-    nchw = batch.permute(0, 3, 1, 2)
+    """uint8 NHWC -> float32 NCHW in [-1, 1] (on the batch's device). A float batch is already
+    a model input (NCHW: a generation run's noise, :mod:`notpipe.data.noise_source`): kept as it is."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if batch.dtype != torch.uint8:
+        return batch.float().contiguous(memory_format=fmt)
+    nchw = batch.permute(0, 3, 1, 2)
     # one conversion pass into the final layout, then two in-place passes (no extra copy)
     x = torch.empty(nchw.shape, dtype=torch.float32, device=batch.device, memory_format=fmt)
     return x.copy_(nchw).mul_(1 / 127.5).sub_(1.0)

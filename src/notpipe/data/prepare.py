@@ -51,6 +51,8 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 class PrepareError(RuntimeError):
     """Too many bad images, or an unreadable source."""
 
+    one_line = True  # stage.entry prints it without a traceback on the command line
+
 
 # ----------------------------------------------------------------- per image
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -203,7 +205,7 @@ def split_indices(n: int, rule: str, test_fraction: float, seed: int) -> tuple[n
     return np.sort(idx[:n_train]), np.sort(idx[n_train:])
 
 
-def _write_npy(path: Path, src: np.ndarray, idx: np.ndarray, chunk: int = 4096) -> str:
+def write_npy(path: Path, src: np.ndarray, idx: np.ndarray, chunk: int = 4096) -> str:
     """``src[idx]`` as a uint8 ``.npy`` written atomically; its sha256."""
     with atomic_path(path, suffix=".npy") as part:
         out = np.lib.format.open_memmap(part, mode="w+", dtype=np.uint8, shape=(len(idx),) + src.shape[1:])
@@ -297,8 +299,8 @@ def prepare(name: str, spec: dict, size: int, out_dir: str | Path, raw_dir: str 
                            f"data.max_bad_fraction={max_bad_fraction}); first: {skipped[:3]}")
     valid = np.flatnonzero(ok)
     tr, te = split_indices(len(valid), spec["split"], float(spec["test_fraction"]), int(spec["split_seed"]))
-    digests = {"train": _write_npy(out_dir / "train.npy", buf, valid[tr]),
-               "test": _write_npy(out_dir / "test.npy", buf, valid[te])}
+    digests = {"train": write_npy(out_dir / "train.npy", buf, valid[tr]),
+               "test": write_npy(out_dir / "test.npy", buf, valid[te])}
     del buf
     if attrs is not None:
         parts = [attrs.iloc[valid[tr]].assign(split="train", index=np.arange(len(tr))),

@@ -50,14 +50,42 @@ def summary(metrics_csvs: list[str | Path], runs: dict, published_csv: str | Pat
             row[metric] = t.loc[metric, "value"]
             if pd.notna(t.loc[metric, "std"]):
                 row[f"{metric}_std"] = t.loc[metric, "std"]
-        ref = pub[(pub.source == run["source"]) & (pub.target == run["target"])
-                  & (pub.cost == run["cost"]["name"]) & (pub.method.str.startswith("NOT"))]
-        if len(ref) and not row["smoke"]:
-            r = ref.iloc[0]
-            row.update({"published_fid": r.fid, "published_fid_std": r.fid_std,
-                        "published_image_size": r.image_size, "published_source": r.reference})
-        else:
-            row.update({"published_fid": None, "published_fid_std": None, "published_image_size": None,
-                        "published_source": "not comparable (smoke extractor)" if len(ref) else None})
+        for metric, value in df[df["map"] == "input"].set_index("metric")["value"].items():
+            row[f"{metric}_input"] = value  # restoration: the degraded input against its original
+        row.update(_published(pub, run, row["smoke"]))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: published rows of our method family (NOT, its kernel variant, OTM): the published_fid columns
+OURS = ("NOT", "OTM")
+#: other published rows of the same task, each in its own column
+OTHERS = {"WGAN-GP": "published_wgan_fid", "Input": "published_input_fid"}
+
+
+def _pick(ref: pd.DataFrame, size: int) -> pd.Series:
+    """The row at the run's image size when there is one, else the first."""
+    same = ref[ref.image_size == size]
+    return (same if len(same) else ref).iloc[0]
+
+
+def _published(pub: pd.DataFrame, run: dict, smoke: bool) -> dict:
+    """The published numbers of the run's task, labelled, in their own columns (none for smoke rows)."""
+    task = pub[(pub.source == run["source"]) & (pub.target == run["target"])]
+    ours = task[(task.cost == run["cost"]["name"]) & (task.method.str.startswith(OURS))
+                & ~task.method.str.endswith("-GP")]
+    out = {"published_fid": None, "published_fid_std": None, "published_image_size": None,
+           "published_method": None, "published_source": None, **{c: None for c in OTHERS.values()}}
+    if smoke:
+        if len(task):
+            out["published_source"] = "not comparable (smoke extractor)"
+        return out
+    if len(ours):
+        r = _pick(ours, run["image_size"])
+        out.update({"published_fid": r.fid, "published_fid_std": r.fid_std, "published_image_size": r.image_size,
+                    "published_method": r.method, "published_source": r.reference})
+    for method, col in OTHERS.items():
+        other = task[task.method == method]
+        if len(other):
+            out[col] = _pick(other, run["image_size"]).fid
+    return out

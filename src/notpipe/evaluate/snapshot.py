@@ -14,6 +14,7 @@ std, n_images, extractor, smoke, seconds``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -26,9 +27,10 @@ import torch.nn.functional as F
 
 from notpipe import seeds
 from notpipe.data import shapes
-from notpipe.data.datasets import dataset_dir
+from notpipe.data.datasets import NOISE_SOURCE, dataset_dir
 from notpipe.data.loader import load_split, to_float, to_uint8
 from notpipe.evaluate import fid as fidlib
+from notpipe.evaluate import paired
 from notpipe.evaluate.lpips import build_lpips, lpips_content, lpips_diversity
 from notpipe.train.run import load_map
 
@@ -92,11 +94,14 @@ def evaluate_snapshot(path: str | Path, data_dir: str | Path, ref: dict, ev: dic
         rows.append({"run": name, "step": step, "metric": metric, "map": mapname, "value": value,
                      "std": std, "n_images": n, "extractor": tag, "smoke": smoke, "seconds": seconds})
 
-    fids, kids, costs = [], [], []
+    fids, kids, costs, scores = [], [], [], []
     n_images, spent = 0, 0.0
+    clean = paired.originals(run, data_dir)  # restoration: the degraded test images' originals
+    generation = run["source"] == NOISE_SOURCE
     for d in range(draws):
         t0 = time.perf_counter()
         sq, count = 0.0, 0
+        score = paired.PairedScore()
 
         def outputs():
             nonlocal sq, count
@@ -104,6 +109,8 @@ def evaluate_snapshot(path: str | Path, data_dir: str | Path, ref: dict, ev: dic
                 x = to_float(torch.from_numpy(xb)).to(device)
                 y = tr.infer(x, 1, torch.Generator().manual_seed(seed + 1000 * d + b))[:, 0]
                 sq += float((y - x).pow(2).mean(dim=(1, 2, 3)).sum())
+                if clean is not None:
+                    score.add(y, clean[count:count + len(x)])
                 count += len(x)
                 if save_images and d == 0:
                     _save_pngs(to_uint8(y), Path(save_images), count - len(x))
@@ -112,6 +119,7 @@ def evaluate_snapshot(path: str | Path, data_dir: str | Path, ref: dict, ev: dic
         fids.append(res["fid"])
         kids.append(res["kid"])
         costs.append(sq / count)
+        scores.append(score)
         n_images = res["n"]
         spent += time.perf_counter() - t0
         log.info("%s step %d draw %d: FID %.3f KID %s cost %.4f (%.1f s)", name, step, d, res["fid"],
@@ -121,20 +129,33 @@ def evaluate_snapshot(path: str | Path, data_dir: str | Path, ref: dict, ev: dic
     if ev["kid"] and kids[0] is not None:
         add("kid", float(np.mean(kids)), sd(kids), n_images, tag=fid_tag, smoke=extractor.smoke)
     add("transport_cost", float(np.mean(costs)), sd(costs), n_images)
+    if clean is not None:  # paired PSNR / MSE of T(degraded) and of the degraded input itself
+        res = [sc.result() for sc in scores]
+        for metric in ("psnr", "mse"):
+            vals = [r[metric] for r in res]
+            add(metric, float(np.mean(vals)), sd(vals), res[0]["n"])
+        floor = paired.PairedScore()
+        for start, xb in zip(itertools.count(0, ev["batch"]), test_split_batches(setup.source_test, ev["n_test"],
+                                                                                 ev["batch"])):
+            floor.add(xb, clean[start:start + len(xb)])
+        for metric, value in floor.result().items():
+            if metric != "n":
+                add(metric, value, n=floor.result()["n"], mapname="input")
 
     # LPIPS on the first lpips_inputs test inputs
     t0 = time.perf_counter()
     xs = to_float(torch.from_numpy(np.array(setup.source_test[: ev["lpips_inputs"]]))).to(device)
     first = tr.infer(xs, 1, torch.Generator().manual_seed(seed))[:, 0]
-    add("lpips_content", lpips_content(_for_lpips(xs), _for_lpips(first), lp), n=len(xs),
-        seconds=time.perf_counter() - t0, tag=lpips_tag, smoke=lp.smoke)
+    if not generation:  # noise inputs have no content to keep: no LPIPS content term
+        add("lpips_content", lpips_content(_for_lpips(xs), _for_lpips(first), lp), n=len(xs),
+            seconds=time.perf_counter() - t0, tag=lpips_tag, smoke=lp.smoke)
     if stochastic:
         t0 = time.perf_counter()
         sample = lambda xb, m: _for_lpips(tr.infer(xb, m, torch.Generator().manual_seed(seed + 7)))  # noqa: E731
         add("lpips_diversity", lpips_diversity(sample, xs, ev["lpips_samples"], lp), n=len(xs),
             seconds=time.perf_counter() - t0, tag=lpips_tag, smoke=lp.smoke)
 
-    if _is_shapes(run, data_dir):
+    if not generation and _is_shapes(run, data_dir):
         inputs = np.asarray(setup.source_test[: ev["lpips_inputs"]])
         others = np.asarray(setup.target_test[: len(inputs)])
         maps = [("T", first.cpu().numpy()), ("identity", inputs), ("random_target", others)]

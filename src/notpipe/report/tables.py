@@ -82,23 +82,54 @@ def image_table(summary: pd.DataFrame) -> str:
     header = ["run", "pair", "cost", "px", "step", "FID", "best FID (step)", "KID", "LPIPS cont.", "LPIPS div.",
               "cost", "FID", "px"]
     group = (r"\multicolumn{11}{c}{ours (computed by this pipeline)} & "
-             r"\multicolumn{2}{c}{published (authors' notebooks)} \\ \cmidrule(lr){1-11}\cmidrule(lr){12-13}")
-    rows, any_smoke = [], False
+             r"\multicolumn{2}{c}{published (reference)} \\ \cmidrule(lr){1-11}\cmidrule(lr){12-13}")
+    rows, any_smoke, any_noise = [], False, False
     for _, r in summary.iterrows():
         smoke = bool(r.get("smoke", False))
         any_smoke |= smoke
+        noise = r["source"] == "noise"  # OTM generation: no content to keep
+        any_noise |= noise
         dag = r"$^\dagger$" if smoke else ""
         rows.append([tex(r["run"]) + dag, tex(f"{r['source']} -> {r['target']}").replace("->", r"$\to$"),
                      tex(r["cost"]), str(int(r["image_size"])), str(int(r["step"])),
                      num(r.get("fid"), 4, r.get("fid_std")), _best(r), num(r.get("kid"), 2),
-                     num(r.get("lpips_content"), 3),
+                     r"n/a$^\ddagger$" if noise else num(r.get("lpips_content"), 3),
                      num(r.get("lpips_diversity"), 3), num(r.get("transport_cost"), 3),
                      num(r.get("published_fid"), 4, r.get("published_fid_std")),
                      num(r.get("published_image_size"), 3)])
     notes = [r"$^\dagger$ smoke: random-weight Inception / LPIPS trunk (no weights on this machine); "
              "these numbers only check the pipeline and are not comparable with published FIDs."] if any_smoke else []
+    if any_noise:
+        notes.append(r"$^\ddagger$ generation from noise (OTM): the input is noise, so there is no LPIPS "
+                     "content term; FID/KID are against the target's test split.")
     return _table(header, rows, "lllrr" + "r" * 6 + "|rr",
                   "Image translation on the test split, at the last snapshot (step): FID and KID (clean-fid), "
                   "the best snapshot by FID with its step, LPIPS content "
                   "(input vs output) and diversity (stochastic maps), per-pixel transport cost. "
-                  "Published NOT FIDs are references, not our results.", "tab:images", group, notes)
+                  "Published NOT FIDs (authors' notebooks) and OTM FIDs (Rout et al., TF Inception) are "
+                  "references, not our results.", "tab:images", group, notes)
+
+
+def restoration_table(summary: pd.DataFrame) -> str:
+    """OTM's unpaired restoration runs: FID, paired PSNR / MSE of T(degraded) and of the degraded
+    input against the originals, beside the published OTM, WGAN-GP and input FIDs; "" without such runs."""
+    if "psnr" not in summary:
+        return ""
+    rest = summary[summary["psnr"].notna()]
+    header = ["run", "degraded $\to$ clean", "FID", "PSNR", "PSNR input", "MSE", "MSE input",
+              "OTM", "WGAN-GP", "input"]
+    group = (r"\multicolumn{7}{c}{ours (computed by this pipeline)} & "
+             r"\multicolumn{3}{c}{published FID (OTM paper)} \\ \cmidrule(lr){1-7}\cmidrule(lr){8-10}")
+    rows = [[tex(r["run"]) + (r"$^\dagger$" if bool(r.get("smoke", False)) else ""),
+             tex(f"{r['source']} -> {r['target']}").replace("->", r"$\to$"),
+             num(r.get("fid"), 4, r.get("fid_std")), num(r.get("psnr"), 4, r.get("psnr_std")),
+             num(r.get("psnr_input"), 4), num(r.get("mse"), 3), num(r.get("mse_input"), 3),
+             num(r.get("published_fid"), 4), num(r.get("published_wgan_fid"), 4),
+             num(r.get("published_input_fid"), 4)] for _, r in rest.iterrows()]
+    return _table(header, rows, "ll" + "r" * 5 + "|rrr",
+                  "Unpaired restoration (OTM): each source test image is a degraded copy of a known original "
+                  "(the clean target half never shares an image with it). FID against the clean half's test "
+                  "split; PSNR (dB) and MSE on the [0, 1] scale of $T$(degraded) and of the degraded input "
+                  "itself against the originals: $T$ restores when its PSNR is above the input's. Published "
+                  "FIDs are references (their noise level, mask and image size are not in our sources).",
+                  "tab:restoration", group)

@@ -28,8 +28,10 @@ from notpipe.core.costs import Cost, GammaSchedule, make_cost
 from notpipe.core.noise import GaussianNoise, ImageNoise
 from notpipe.core.optim import make_adam
 from notpipe.core.trainer import NOTTrainer
-from notpipe.data.datasets import dataset_dir
+from notpipe import seeds
+from notpipe.data.datasets import NOISE_SOURCE, dataset_dir
 from notpipe.data.loader import ImageSampler, load_split, to_float, to_uint8
+from notpipe.data.noise_source import NoiseInputs, NoiseSampler
 from notpipe.io import atomic_path
 from notpipe.paths import snapshot_steps  # noqa: F401  (part of this API)
 from notpipe.train import distributed, tracking
@@ -97,6 +99,8 @@ class ImageSetup:
 #: what a checkpoint needs to rebuild its map (nanoGPT's ``model_args``): a schema change
 #: elsewhere in the run block (optimiser, speed, logging keys) does not touch old snapshots
 MODEL_ARGS = ("source", "target", "image_size", "seed", "cost", "model")
+#: model_args of a generation run also carry its noise block (its test inputs are rebuilt from it)
+NOISE_ARGS = ("noise",)
 
 
 def model_args(run: dict) -> dict:
@@ -104,7 +108,7 @@ def model_args(run: dict) -> dict:
     missing = [k for k in MODEL_ARGS if k not in run]
     if missing:
         raise KeyError(f"run block lacks {', '.join(missing)}: cannot describe its map")
-    return {**{k: run[k] for k in MODEL_ARGS}, "channels_last": bool(run.get("speed", {}).get("channels_last", True))}
+    return {**{k: run[k] for k in MODEL_ARGS + NOISE_ARGS if k in run}, "channels_last": bool(run.get("speed", {}).get("channels_last", True))}
 
 
 def build_trainer(run: dict, sample_p, sample_q, device: str | torch.device = "cpu", *,
@@ -145,10 +149,17 @@ def build_trainer(run: dict, sample_p, sample_q, device: str | torch.device = "c
 
 
 def _splits(args: dict, data_dir: str | Path) -> tuple[dict, dict]:
-    """``{"train", "test"}`` memory-mapped arrays of the source and of the target data set."""
+    """``{"train", "test"}`` memory-mapped arrays of the source and of the target data set. A
+    generation run (source noise) has no source train split, and as test split fixed seeded noise
+    inputs, as many as the target's test images."""
     size = int(args["image_size"])
-    return tuple({s: load_split(dataset_dir(data_dir, args[side], size), s) for s in ("train", "test")}
-                 for side in ("source", "target"))
+    sides = [side for side in ("source", "target") if args[side] != NOISE_SOURCE]
+    out = {side: {s: load_split(dataset_dir(data_dir, args[side], size), s) for s in ("train", "test")}
+           for side in sides}
+    if "source" not in out:
+        out["source"] = {"train": None, "test": NoiseInputs(args["noise"], len(out["target"]["test"]),
+                                                             int(args["seed"]) + seeds.NOISE_TEST)}
+    return out["source"], out["target"]
 
 
 def build(run: dict, data_dir: str | Path, device: str | torch.device = "cpu") -> ImageSetup:
@@ -156,8 +167,9 @@ def build(run: dict, data_dir: str | Path, device: str | torch.device = "cpu") -
     device = torch.device(device)
     src, tgt = _splits(run, data_dir)
     cl = bool(run["speed"]["channels_last"])
-    trainer = build_trainer(run, ImageSampler(src["train"], device, cl), ImageSampler(tgt["train"], device, cl),
-                            device)
+    sample_p = (NoiseSampler(run["noise"], device, cl) if run["source"] == NOISE_SOURCE
+                else ImageSampler(src["train"], device, cl))
+    trainer = build_trainer(run, sample_p, ImageSampler(tgt["train"], device, cl), device)
     return ImageSetup(trainer, src["test"], tgt["test"], run, images_per_step(run))
 
 
@@ -226,7 +238,8 @@ def snapshot(state: dict, run: dict, name: str, fp: dict) -> dict:
 def manifests(run: dict, data_dir: str | Path) -> dict[str, Path]:
     """The manifest.json of the run's source and target data sets."""
     size = run["image_size"]
-    return {side: dataset_dir(data_dir, run[side], size) / "manifest.json" for side in ("source", "target")}
+    return {side: dataset_dir(data_dir, run[side], size) / "manifest.json" for side in ("source", "target")
+            if run[side] != NOISE_SOURCE}  # a generation run's noise is in its fingerprint as run keys
 
 
 def run_fingerprint(run: dict, data_dir: str | Path) -> dict:
