@@ -187,3 +187,17 @@ def test_gpu_rows_without_bf16(monkeypatch):
     gpu = {r.check: r for r in rows}["gpu 0"]
     assert gpu.status == "warn" and gpu.detail.startswith("Fake V100, 32 GiB, bf16 no")
     assert "precision: fp32" in gpu.fix
+
+
+def test_otm_runs_need_the_base_of_derived_sets_and_no_noise_data_set():
+    from notpipe.cli.doctor import needed_datasets
+    from notpipe.config import validate_config
+
+    cfg = validate_config({
+        "datasets": {"sq_clean": {"format": "derived", "base": "shapes_squares", "half": 1},
+                     "sq_gray": {"format": "derived", "base": "shapes_squares", "half": 0, "degrade": {"name": "gray"}}},
+        "images": {"runs": {
+            "restore": {"source": "sq_gray", "target": "sq_clean", "image_size": 32, "cost": {"name": "strong"}},
+            "gen": {"source": "noise", "noise": {"shape": [3, 4, 4], "upsample": 8}, "target": "shapes_squares",
+                    "image_size": 32, "cost": {"name": "strong"}}}}})
+    assert needed_datasets(cfg) == [("shapes_squares", 32), ("sq_gray", 32), ("sq_clean", 32)]

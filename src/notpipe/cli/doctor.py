@@ -156,10 +156,30 @@ def check_weights(cfg: dict, absp) -> list[Row]:
     return rows
 
 
-def needed_datasets(cfg: dict) -> list[tuple[str, int]]:
-    """``(data set, size)`` pairs, as common.smk's data_outputs collects them."""
-    pairs = [(name, cfg["data"]["image_size"]) for name in cfg["data"]["build"]]
-    pairs += [(r[side], r["image_size"]) for r in cfg["images"]["runs"].values() for side in ("source", "target")]
+def run_datasets(run: dict, known: dict) -> list[tuple[str, int]]:
+    """``(data set, size)`` pairs one image run needs: its sides (not a noise source) and, for a
+    derived data set, the base it is cut from (prepared first)."""
+    from notpipe.data.datasets import NOISE_SOURCE, base_of
+
+    out = []
+    for side in ("source", "target"):
+        name = run[side]
+        if name == NOISE_SOURCE:
+            continue
+        base = base_of(known.get(name, {}))
+        out += ([(base, run["image_size"])] if base else []) + [(name, run["image_size"])]
+    return out
+
+
+def needed_datasets(cfg: dict, known: dict | None = None) -> list[tuple[str, int]]:
+    """``(data set, size)`` pairs, as common.smk's data_outputs collects them (bases of derived sets too)."""
+    from notpipe.data.datasets import base_of, resolve_datasets
+
+    known = known if known is not None else resolve_datasets(cfg["datasets"])
+    size = cfg["data"]["image_size"]
+    pairs = [p for name in cfg["data"]["build"]
+             for p in ([(base_of(known[name]), size)] if base_of(known[name]) else []) + [(name, size)]]
+    pairs += [p for r in cfg["images"]["runs"].values() for p in run_datasets(r, known)]
     return list(dict.fromkeys(pairs))
 
 
@@ -174,6 +194,9 @@ def check_dataset(name: str, size: int, spec: dict, layout, absp, offline: bool,
     fmt, raw = spec["format"], absp(layout.raw())
     if fmt == "shapes":
         return Row(label, OK, "synthetic (generated)"), {}
+    if fmt == "derived":
+        deg = (spec.get("degrade") or {}).get("name", "clean")
+        return Row(label, OK, f"half {spec['half']} of {spec['base']} ({deg}), cut when the base is prepared"), {}
     if fmt == "torchvision":
         root = raw / "torchvision" / spec["torchvision"]
         if root.is_dir():
@@ -297,7 +320,7 @@ def diagnose(cfg: dict, profile: str = "default", explicit_profile: bool = False
     rows += weight_rows
     layout, known = Layout.from_config(cfg), resolve_datasets(cfg["datasets"])
     reported, todo, state = {}, {}, {}
-    for (name, size) in needed_datasets(cfg):
+    for (name, size) in needed_datasets(cfg, known):
         row, more = check_dataset(name, size, known[name], layout, absp, cfg["data"]["offline"], reported)
         rows.append(row)
         todo.update(more)
@@ -306,7 +329,7 @@ def diagnose(cfg: dict, profile: str = "default", explicit_profile: bool = False
     rows += check_profile(profile, explicit_profile, root, n_gpu)
     weights_fail = any(r.status == FAIL for r in weight_rows)
     for run, spec in cfg["images"]["runs"].items():
-        keys = [(spec[s], spec["image_size"]) for s in ("source", "target")]
+        keys = run_datasets(spec, known)
         blocked = [f"{n}_{s}" for n, s in dict.fromkeys(keys) if state[(n, s)].status == FAIL]
         if blocked:
             rows.append(Row(f"run {run}", FAIL, "cannot start: needs " + ", ".join(blocked),
