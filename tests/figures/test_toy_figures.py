@@ -98,3 +98,12 @@ def test_l2_uvp_against_dimension(tmp_path):
     _check(tmp_path / "uvp")
     with pytest.raises(ValueError, match="Gaussian"):
         plots.plot_l2_uvp_dim(df[df.experiment == "moons"], tmp_path / "none", "none")
+
+
+def test_l2_uvp_keeps_the_wgan_baseline_apart_from_not():
+    df = pd.DataFrame({"experiment": ["g2", "g2_wgan", "g16"], "method": ["NOT", "WGAN-GP", "NOT"],
+                       "dim": [2, 2, 16], "l2_uvp": [0.6, 240.0, 1.0], "l2_uvp_identity": [160, 160, 32]})
+    lines = plots.uvp_lines(df)
+    assert list(lines["NOT"][1]) == [0.6, 1.0]  # not averaged with the baseline's 240 %
+    assert list(lines["WGAN-GP"][0]) == [2.0] and list(lines["WGAN-GP"][1]) == [240.0]
+    assert list(lines["identity"][1]) == [160, 32]

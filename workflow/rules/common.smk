@@ -84,6 +84,11 @@ def toy_is_stochastic(name):
     return TOY[name]["cost"]["name"] in ("weak", "kernel")  # strong and none (WGAN-GP): deterministic T
 
 
+def toy_method(name):
+    """The method of a toy experiment: the WGAN-GP baseline has no transport cost."""
+    return "WGAN-GP" if TOY[name]["cost"]["name"] == "none" else "NOT"
+
+
 def toy_figure_kinds(name):
     return [k for k in TOY_FIGURES if k != "one_to_many" or toy_is_stochastic(name)]
 

@@ -13,11 +13,14 @@ import pandas as pd
 from notpipe.stage import entry
 
 
-def main(kind: str, inputs: list[str], out: str, gammas: list[float] | None = None) -> None:
+def main(kind: str, inputs: list[str], out: str, gammas: list[float] | None = None,
+         methods: dict | None = None) -> None:
+    """``methods``: experiment -> the method that trained it (NOT, WGAN-GP): a ``method`` column."""
     rows = []
     for i, path in enumerate(inputs):
         m = pd.read_csv(path).set_index("metric")["value"].to_dict()
-        row = {"experiment": Path(path).parent.name, **m}
+        name = Path(path).parent.name
+        row = {"experiment": name, **({"method": methods.get(name)} if methods else {}), **m}
         if kind == "sweep":
             row = {"gamma": gammas[i] if gammas else float("nan"), **row}
         rows.append(row)
@@ -40,4 +43,5 @@ def _parser():
 if __name__ == "__main__":
     smk = globals().get("snakemake")
     entry(main, _parser(), lambda s: dict(
-        kind=s.params.kind, inputs=list(s.input), out=s.output[0], gammas=s.params.gammas), smk, torch_threads=False)
+        kind=s.params.kind, inputs=list(s.input), out=s.output[0], gammas=s.params.gammas,
+        methods=getattr(s.params, "methods", None)), smk, torch_threads=False)

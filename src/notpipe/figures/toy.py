@@ -250,6 +250,23 @@ UVP_LINES = [("l2_uvp", "NOT", style.GREEN, "o"), ("l2_uvp_discrete", "discrete 
              ("l2_uvp_identity", "identity", style.BLACK, "x")]
 
 
+def uvp_lines(summary: pd.DataFrame) -> dict[str, tuple]:
+    """``{label: (dims, L2-UVP, colour, marker)}`` of the figure's lines. Rows of one D are averaged
+    per method: the WGAN-GP baseline's rows (``method`` column) are a line of their own, never
+    averaged into NOT's or the baselines'."""
+    df = summary.dropna(subset=["l2_uvp"]) if "l2_uvp" in summary else summary.iloc[:0]
+    if df.empty or "dim" not in df:
+        raise ValueError("no Gaussian pair with l2_uvp and dim in the summary")
+    method = df["method"] if "method" in df else pd.Series("NOT", index=df.index)
+    by_dim = df[method != "WGAN-GP"].groupby("dim").mean(numeric_only=True).sort_index()
+    wgan = df[method == "WGAN-GP"].groupby("dim").mean(numeric_only=True).sort_index()
+    out = {label: (by_dim.index.to_numpy(dtype=float), by_dim[col].to_numpy(), color, marker)
+           for col, label, color, marker in UVP_LINES if col in by_dim and by_dim[col].notna().any()}
+    if len(wgan):
+        out["WGAN-GP"] = (wgan.index.to_numpy(dtype=float), wgan["l2_uvp"].to_numpy(), style.VERMILLION, "D")
+    return out
+
+
 def plot_l2_uvp_dim(summary: pd.DataFrame, stem: str | Path, title: str,
                     targets: tuple[float, ...] = (1.0, 2.0)) -> tuple[Path, Path]:
     """L2-UVP (%) of each map against the dimension D of the Gaussian pairs (log-log).
@@ -257,15 +274,11 @@ def plot_l2_uvp_dim(summary: pd.DataFrame, stem: str | Path, title: str,
     ``summary``: the toy summary; rows without ``l2_uvp`` (not Gaussian pairs) are
     dropped, several rows of one D are averaged. Dotted lines: the issue's targets.
     """
-    df = summary.dropna(subset=["l2_uvp"]) if "l2_uvp" in summary else summary.iloc[:0]
-    if df.empty or "dim" not in df:
-        raise ValueError("no Gaussian pair with l2_uvp and dim in the summary")
-    by_dim = df.groupby("dim").mean(numeric_only=True).sort_index()
-    d = by_dim.index.to_numpy(dtype=float)
+    lines = uvp_lines(summary)
     fig, ax = plt.subplots(figsize=style.figsize("one", 1.0), layout="constrained")
-    for col, label, color, marker in UVP_LINES:
-        if col in by_dim and by_dim[col].notna().any():
-            ax.plot(d, by_dim[col], marker=marker, color=color, label=label, lw=1.2, ms=5)
+    for label, (dims, values, color, marker) in lines.items():
+        ax.plot(dims, values, marker=marker, color=color, label=label, lw=1.2, ms=5)
+    d = np.unique(np.concatenate([v[0] for v in lines.values()]))
     for t in targets:
         ax.axhline(t, color="0.5", lw=0.8, ls=":")
     ax.set_xscale("log", base=2)
