@@ -8,10 +8,23 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 # config.yaml is the default; --configfile replaces it entirely (no merging of
-# experiment lists from two files).
+# experiment lists from two files). Read by notpipe rather than `configfile:`, so that a
+# YAML syntax error names the file and the line (Snakemake says only "not valid JSON or
+# YAML"); it is listed in workflow.configfiles as `configfile:` does (report, archives).
 if not config:
+    from notpipe.config import ConfigError, read_yaml
 
-    configfile: os.path.join(workflow.basedir, "config.yaml")
+    _default_config = os.path.join(workflow.basedir, "config.yaml")
+    try:
+        _data = read_yaml(_default_config)
+    except ConfigError as err:
+        raise WorkflowError(str(err)) from None
+    except OSError as err:
+        raise WorkflowError(f"cannot read {_default_config}: {err.strerror}") from None
+    if not isinstance(_data, dict):
+        raise WorkflowError(f"{_default_config}: the config must be a mapping of keys at top level")
+    config.update(_data)
+    workflow.configfiles.append(_default_config)
 
 
 include: "workflow/rules/common.smk"

@@ -8,6 +8,7 @@ prepared arrays, FID reference statistics and PNG grids all go through here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -54,8 +55,39 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
+    except (OSError, RuntimeError) as exc:
+        cause = _write_failure(exc)
+        if cause is None:
+            raise
+        raise WriteError(f"cannot write {path}: {cause}; {path.name} and the files before it are left "
+                         "as they were: free some space and re-run") from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class WriteError(OSError):
+    """A file could not be written (disk full, file size limit); the message names the path."""
+
+    one_line = True  # stage.entry prints it without a traceback on the command line
+
+
+#: errno values that mean "no room for this file"
+_NO_ROOM = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def _write_failure(exc: BaseException) -> str | None:
+    """Why a write failed, for a user ('No space left on device', ...), or None if not a write failure."""
+    if isinstance(exc, WriteError):
+        return None
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, OSError) and e.errno in _NO_ROOM:
+            return os.strerror(e.errno)
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.errno is None and "requested and" in text and "written" in text:
+        return f"short write ({text}): no space left on the device, or a file size limit"  # numpy tofile
+    if isinstance(exc, RuntimeError) and ("write failed" in text or "failed writing" in text):
+        return "the write failed (no space left on the device, or a file size limit)"  # torch.save
+    return None
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:

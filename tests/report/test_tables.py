@@ -57,13 +57,13 @@ def test_otm_rows_generation_has_no_lpips_content_and_restoration_gets_its_table
          "fid": 30.0, "lpips_content": None, "smoke": False, "published_fid": 6.5, "published_image_size": 64},
         {"run": "den", "source": "celeba_noise", "target": "celeba_clean", "cost": "strong", "image_size": 64,
          "step": 10, "fid": 20.0, "lpips_content": 0.1, "psnr": 25.0, "psnr_input": 11.0, "mse": 0.003,
-         "mse_input": 0.08, "smoke": False, "published_fid": 5.92, "published_wgan_fid": 25.49,
+         "mse_input": 0.08, "fid_input": 90.0, "smoke": False, "published_fid": 5.92, "published_wgan_fid": 25.49,
          "published_input_fid": 166.59}])
     t = tables.image_table(df)
     gen = [ln for ln in t.splitlines() if ln.startswith("gen &")][0]
     assert r"n/a$^\ddagger$" in gen and "no LPIPS content term" in t
     r = tables.restoration_table(df)
     row = [ln for ln in r.splitlines() if ln.startswith("den &")][0]
-    assert "gen &" not in r and "25 & 11 & 0.003 & 0.08 & 5.92 & 25.49 & 166.6" in row
+    assert "gen &" not in r and "20 & 90 & 25 & 11 & 0.003 & 0.08 & 5.92 & 25.49 & 166.6" in row
     assert "published FID (OTM paper)" in r and "tab:restoration" in r
     assert tables.restoration_table(df.drop(columns=["psnr"])) == ""

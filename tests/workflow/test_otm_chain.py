@@ -39,7 +39,7 @@ def test_generation_and_restoration_chain(tmp_path):
     assert pd.notna(s.loc["restore", "lpips_content"]) and pd.isna(s.loc["gen", "lpips_content"])
     assert pd.notna(s.loc["gen", "fid"]) and pd.isna(s.loc["gen", "psnr"]) and s.loc["gen", "source"] == "noise"
     metrics = pd.read_csv(tmp_path / "results/main/eval/restore/metrics.csv")
-    assert set(metrics[metrics["map"] == "input"].metric) == {"psnr", "mse"}
+    assert set(metrics[metrics["map"] == "input"].metric) == {"psnr", "mse", "fid"}
     table = (tmp_path / "results/main/report/generated/table_images.tex").read_text()
     assert "tab:restoration" in table and r"n/a$^\ddagger$" in table
     assert (tmp_path / "report/figures/main/images/gen_grid.png").exists()

@@ -33,6 +33,8 @@ from notpipe.io import atomic_write
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
+#: what NOTTrainer.load_state_dict reads (the schedulers are optional)
+TRAINER_KEYS = ("step", "elapsed", "history", "T", "f", "opt_t", "opt_f", "generator", "rng")
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -113,6 +115,38 @@ def move_aside(folders: list[str | Path]) -> list[Path]:
     return moved
 
 
+def _missing(trainer, state: dict) -> list[str]:
+    """Keys a trainer state needs that ``state["trainer"]`` lacks (T/f parameters included)."""
+    from notpipe.core.trainer import _unwrap
+
+    have = state.get("trainer")
+    if not isinstance(have, dict):
+        return ["trainer"]
+    out = [k for k in TRAINER_KEYS if k not in have]
+    for net in ("T", "f"):
+        if isinstance(have.get(net), dict):
+            out += [f"{net}.{k}" for k in _unwrap(getattr(trainer, net)).state_dict() if k not in have[net]]
+    return out
+
+
+def _newest_usable(trainer, directory: str | Path, expected: dict) -> tuple[Path, dict] | None:
+    """Newest checkpoint that loads and, when written by this config, holds a complete trainer
+    state; unreadable and incomplete ones are skipped with a warning naming the file."""
+    for path in reversed(list_checkpoints(directory)):
+        try:
+            state = load(path)
+        except Exception as exc:  # truncated zip, unpickling error, ...
+            log.warning("skipping unreadable checkpoint %s (%s: %s)", path, type(exc).__name__, exc)
+            continue
+        if fingerprint.matches(state, expected):
+            missing = _missing(trainer, state)
+            if missing:
+                log.warning("skipping incomplete checkpoint %s (missing %s)", path, ", ".join(missing[:5]))
+                continue
+        return path, state
+    return None
+
+
 def resume(trainer, ckpt_dir: str | Path, expected: dict, steps: int, name: str,
            aside: list[str | Path] = ()) -> bool:
     """Load the newest readable checkpoint into ``trainer`` if it was written by the same
@@ -122,7 +156,7 @@ def resume(trainer, ckpt_dir: str | Path, expected: dict, steps: int, name: str,
     ``steps``) log one line naming what differs, move ``ckpt_dir`` and the folders
     in ``aside`` to ``*.stale-<time>/`` and return False: training starts at step 0.
     """
-    found = latest_checkpoint(ckpt_dir)
+    found = _newest_usable(trainer, ckpt_dir, expected)
     folders = [ckpt_dir, *aside]
     if found is None:
         moved = move_aside(folders)

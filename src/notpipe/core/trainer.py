@@ -23,6 +23,7 @@ the ``DistributedDataParallel`` wrappers, which average the gradients.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import nullcontext
 from typing import Callable
@@ -39,6 +40,17 @@ Sampler = Callable[[int, torch.Generator], torch.Tensor]
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN/inf; the message names the step."""
+
+    one_line = True  # stage.entry prints it without a traceback on the command line
+
+
+#: fault injection (off unless set): the f loss of this f-step (1-based) becomes NaN
+FAULT_NAN_STEP = "NOTPIPE_FAULT_NAN_STEP"
+
+
+def _fault_nan_step() -> int | None:
+    value = os.environ.get(FAULT_NAN_STEP, "").strip()
+    return int(value) if value else None
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -110,6 +122,7 @@ class NOTTrainer:
         # rows: T loss (mean over k_t), f loss, cost term (mean over k_t),
         # grad norm of T (last T-step) and of f (only filled when grad_norms)
         self._buf = torch.zeros(5, self.log_every, device=self.device)
+        self._nan_step = _fault_nan_step()  # fault campaign / tests only (NOTPIPE_FAULT_NAN_STEP)
 
     def distribute(self, T_fit: nn.Module, f_fit: nn.Module, rank: int, world: int) -> None:
         """Train as rank ``rank`` of ``world`` processes; ``T_fit``/``f_fit`` wrap ``T``/``f`` (DDP)."""
@@ -209,6 +222,8 @@ class NOTTrainer:
             tx = self.push(x, 1).flatten(0, 1)
         with self.ctx:
             loss = self.f_fit(tx).float().mean() - self.f_fit(y).float().mean()
+        if self._nan_step is not None and self.step + 1 == self._nan_step:
+            loss = loss * float("nan")  # injected fault: the loss of this f-step is NaN
         total = loss + self.gp * self._gradient_penalty(tx, y) if self.gp else loss
         self.opt_f.zero_grad(set_to_none=False)
         total.backward()

@@ -140,6 +140,11 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
             if _size(part) > before:
                 attempt = 0  # progress was made: a flaky line, not a dead server
             if attempt >= retries:
+                unreachable = _unreachable(e.__cause__, url) if not _size(part) else None
+                if unreachable:
+                    raise DownloadError(f"cannot reach {unreachable} for {url} (attempts: {attempt + 1}); "
+                                        f"with no network, download the file elsewhere, put it at {dest} "
+                                        "and set data.offline: true") from e
                 kept = (f"the {_size(part)} bytes received so far are kept in {part}: re-run "
                         "to resume" if _size(part) else "nothing was received: re-run later")
                 raise DownloadError(f"download of {url} failed {attempt + 1} times in a row "
@@ -214,6 +219,21 @@ def _download_once(url: str, part: Path, dest: Path, timeout: float, progress: b
             raise _Retry(f"got {size} bytes but expected {total}; restarting from byte 0")
         raise _Retry(f"connection dropped after {size} of {total} bytes")
     return content_type
+
+
+def _unreachable(exc: BaseException | None, url: str) -> str | None:
+    """'host (why)' when ``exc`` says the server could not be reached at all (no network)."""
+    import socket
+
+    reason = getattr(exc, "reason", exc)  # URLError wraps the socket error
+    host = urlparse(url).netloc
+    if isinstance(reason, socket.gaierror):
+        return f"{host} (DNS lookup failed: {reason.strerror or reason})"
+    if isinstance(reason, ConnectionRefusedError):
+        return f"{host} (connection refused)"
+    if isinstance(reason, OSError) and reason.errno in (101, 113):  # ENETUNREACH, EHOSTUNREACH
+        return f"{host} ({reason.strerror})"
+    return None
 
 
 def _http_error(e: urllib.error.HTTPError, url: str, part: Path, dest: Path,

@@ -51,7 +51,7 @@ def summary(metrics_csvs: list[str | Path], runs: dict, published_csv: str | Pat
             if pd.notna(t.loc[metric, "std"]):
                 row[f"{metric}_std"] = t.loc[metric, "std"]
         for metric, value in df[df["map"] == "input"].set_index("metric")["value"].items():
-            row[f"{metric}_input"] = value  # restoration: the degraded input against its original
+            row[f"{metric}_input"] = value  # restoration: the degraded input (PSNR/MSE against its original, FID)
         row.update(_published(pub, run, row["smoke"]))
         rows.append(row)
     return pd.DataFrame(rows)

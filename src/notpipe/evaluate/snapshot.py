@@ -14,7 +14,6 @@ std, n_images, extractor, smoke, seconds``.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import time
@@ -134,13 +133,18 @@ def evaluate_snapshot(path: str | Path, data_dir: str | Path, ref: dict, ev: dic
         for metric in ("psnr", "mse"):
             vals = [r[metric] for r in res]
             add(metric, float(np.mean(vals)), sd(vals), res[0]["n"])
-        floor = paired.PairedScore()
-        for start, xb in zip(itertools.count(0, ev["batch"]), test_split_batches(setup.source_test, ev["n_test"],
-                                                                                 ev["batch"])):
+        floor, start = paired.PairedScore(), 0
+        for xb in test_split_batches(setup.source_test, ev["n_test"], ev["batch"]):
             floor.add(xb, clean[start:start + len(xb)])
-        for metric, value in floor.result().items():
-            if metric != "n":
-                add(metric, value, n=floor.result()["n"], mapname="input")
+            start += len(xb)
+        r = floor.result()
+        for metric in ("psnr", "mse"):
+            add(metric, r[metric], n=r["n"], mapname="input")
+        # the degraded input's own FID against the clean half (OTM's "Input" row)
+        inputs = (to_float(torch.from_numpy(xb)).to(device)
+                  for xb in test_split_batches(setup.source_test, ev["n_test"], ev["batch"]))
+        res = fidlib.compute_fid_kid(inputs, ref, extractor, kid=False)
+        add("fid", res["fid"], n=res["n"], tag=fid_tag, smoke=extractor.smoke, mapname="input")
 
     # LPIPS on the first lpips_inputs test inputs
     t0 = time.perf_counter()

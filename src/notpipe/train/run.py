@@ -265,6 +265,9 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
     main = distributed.is_main()
     aside = [out / "snapshots", out / "grids", out / tracking.TB_DIR]  # another run's files, on a fresh start
     resumed = main and ckpt.resume(tr, ckpt_dir, fp, run["steps"], name, aside=aside)
+    if resumed and tr.step in snapshot_steps(run) and not _kept_snapshot(out, tr.step).exists():
+        # killed between a checkpoint and its snapshot (written first since): rebuild it from the checkpoint
+        ckpt.atomic_save(snapshot(tr.state_dict(), run, name, fp), _kept_snapshot(out, tr.step))
     if distributed.broadcast(resumed) and not main:  # the checkpoint rank 0 resumed from, on every rank
         tr.load_state_dict(ckpt.latest_checkpoint(ckpt_dir)[1]["trainer"])
     if distributed.is_parallel():
@@ -298,10 +301,10 @@ def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
     def save(t: NOTTrainer) -> None:
         if main:
             state = t.state_dict()
+            if t.step in snapshot_steps(run):  # before its checkpoint: a checkpoint implies its snapshot
+                ckpt.atomic_save(snapshot(state, run, name, fp), _kept_snapshot(out, t.step))
             ckpt.atomic_save(full(state), ckpt.checkpoint_path(ckpt_dir, t.step))
             ckpt.prune(ckpt_dir, run["keep"])
-            if t.step in snapshot_steps(run):
-                ckpt.atomic_save(snapshot(state, run, name, fp), _kept_snapshot(out, t.step))
             _write_log(t.history, out / "log.csv")
         distributed.barrier()  # no rank runs ahead of a checkpoint being written
 
