@@ -49,16 +49,22 @@ def entry(main: Callable[..., object], parser: argparse.ArgumentParser,
     """
     if smk is not None:
         log = smk.log[0] if len(smk.log) else None
-        with _stderr_to(log):
-            if torch_threads:
-                import torch  # here: table and figure scripts never pay for it
+        try:
+            with _stderr_to(log):
+                if torch_threads:
+                    import torch  # here: table and figure scripts never pay for it
 
-                torch.set_num_threads(max(1, int(smk.threads)))
-            try:
-                main(**from_snakemake(smk))
-            except Exception:
-                logging.getLogger("notpipe").exception("stage failed")
-                raise
+                    torch.set_num_threads(max(1, int(smk.threads)))
+                try:
+                    main(**from_snakemake(smk))
+                except Exception:
+                    logging.getLogger("notpipe").exception("stage failed")  # the full trace: the job's log
+                    raise
+        except Exception as exc:
+            if getattr(exc, "one_line", False):  # the console gets the one line, not the trace
+                print(f"error: {exc}" + (f" (full trace: {log})" if log else ""), file=sys.stderr)
+                raise SystemExit(1) from None
+            raise
         return
     args = parser.parse_args()
     setup_logging()
