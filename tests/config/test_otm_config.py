@@ -29,7 +29,7 @@ def errors(mutate) -> str:
 def test_the_otm_config_is_valid():
     cfg = validate_config(CFG)
     assert cfg["images"]["runs"]["gen"]["noise"]["std"] == 1.0
-    assert cfg["datasets"]["shapes_mask"]["degrade"]["box"] == "center"
+    assert "box" not in cfg["datasets"]["shapes_noise"]["degrade"]  # no mask parameter on other degradations
 
 
 def test_unknown_degradation_is_named():
@@ -66,3 +66,8 @@ def test_degradation_parameters_are_checked():
         lambda c: c["datasets"]["shapes_noise"]["degrade"].update(size=3))
     assert "datasets.shapes_clean.half: required" in errors(lambda c: c["datasets"]["shapes_clean"].pop("half"))
     assert "datasets.shapes_clean.base: 'nope'" in errors(lambda c: c["datasets"]["shapes_clean"].update(base="nope"))
+
+
+def test_box_is_a_mask_parameter_only():
+    assert "datasets.shapes_noise.degrade.box: not a parameter of the noise degradation" in errors(
+        lambda c: c["datasets"]["shapes_noise"]["degrade"].update(box="center"))

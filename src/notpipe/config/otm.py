@@ -28,8 +28,7 @@ def check_derived(name: str, spec: dict, errors: list[str]) -> None:
     extra = {"sigma", "size", "box"} - set(DEGRADATION_NEEDS.get(deg["name"], ())) - (
         {"box"} if deg["name"] == "mask" else set())
     for key in sorted(extra & set(deg)):
-        if not (key == "box" and deg[key] == "center"):  # the schema's default
-            errors.append(f"{where}.degrade.{key}: not a parameter of the {deg['name']} degradation")
+        errors.append(f"{where}.degrade.{key}: not a parameter of the {deg['name']} degradation")
 
 
 def check_mask_fits(where: str, dataset: str, spec: dict, size: int, errors: list[str]) -> None:
