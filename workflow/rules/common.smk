@@ -34,6 +34,8 @@ DOWNLOADS = {s["path"].name: s for spec in DATASETS.values() if not spec.get("pa
              for s in sources(spec, L.raw()) if s["url"]}
 
 TOY = toy_experiments(config)
+#: the method of each toy experiment: the WGAN-GP baseline has no transport cost
+TOY_METHODS = {n: "WGAN-GP" if e["cost"]["name"] == "none" else "NOT" for n, e in TOY.items()}
 TOY_SWEEPS = toy_sweeps(config)
 TOY_FIGURES = ["scatter", "transport", "losses", "one_to_many"]
 #: Gaussian pairs (closed-form map known): with two dimensions or more, one L2-UVP-vs-D figure
@@ -84,11 +86,6 @@ def toy_is_stochastic(name):
     return TOY[name]["cost"]["name"] in ("weak", "kernel")  # strong and none (WGAN-GP): deterministic T
 
 
-def toy_method(name):
-    """The method of a toy experiment: the WGAN-GP baseline has no transport cost."""
-    return "WGAN-GP" if TOY[name]["cost"]["name"] == "none" else "NOT"
-
-
 def toy_figure_kinds(name):
     return [k for k in TOY_FIGURES if k != "one_to_many" or toy_is_stochastic(name)]
 
@@ -110,7 +107,7 @@ def dataset_downloads(name):
 
 
 def dataset_inputs(name, size):
-    """What rule data_prepare reads: the downloads, or for a derived data set its base's manifest."""
+    """The inputs of data_prepare: the downloads, or for a derived data set its base's manifest."""
     base = base_of(DATASETS[name])
     return [manifest_path(base, size)] if base else dataset_downloads(name)
 

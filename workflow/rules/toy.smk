@@ -47,7 +47,7 @@ rule toy_summary:
         kind="summary",
         gammas=None,
         # NOT or the WGAN-GP baseline (cost none): figures keep the two apart
-        methods={n: toy_method(n) for n in TOY},
+        methods=TOY_METHODS,
     log:
         L.log("toy", "summary.log"),
     conda:
