@@ -76,8 +76,9 @@ def degrade(images: np.ndarray, spec: dict, seed: int) -> np.ndarray:
 
 
 class _Degraded:
-    """``src[idx]`` degraded on access: rows ``r`` use the seed stream of ``(split, r[0])``, so the
-    array is the same whatever the caller's chunking, as long as it reads the same chunks."""
+    """``src[idx]`` degraded on access, for :func:`~notpipe.data.prepare.write_npy`'s chunks: the
+    rows ``r`` of a chunk use the seed stream of ``(split, r[0])``, so the output is fixed by the
+    seeds and write_npy's chunk size, and no more than one chunk is degraded at a time."""
 
     def __init__(self, src: np.ndarray, idx: np.ndarray, spec: dict, split: str):
         self.src, self.idx, self.spec, self.stream = src, idx, spec, SPLIT_STREAM[split]
@@ -99,11 +100,10 @@ def derive(name: str, spec: dict, size: int, out_dir: str | Path, base_dir: str 
     """Write ``out_dir/{train,test}.npy`` (+ ``test_original.npy`` when degraded) and the manifest."""
     out_dir, base_dir = Path(out_dir), Path(base_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    base_manifest = json.loads((base_dir / "manifest.json").read_text()) if (base_dir / "manifest.json").exists() else {}
     half, deg, seed = int(spec["half"]), spec.get("degrade"), int(spec.get("split_seed", 0))
     digests, counts, files = {}, {}, {}
     for split in ("train", "test"):
-        src = _load(base_dir, split)
+        src = _load(base_dir, split)  # fails with one line when the base is not prepared
         idx = halves(len(src), seed, split)[half]
         counts[split] = len(idx)
         files[split] = f"{split}.npy"
@@ -116,7 +116,8 @@ def derive(name: str, spec: dict, size: int, out_dir: str | Path, base_dir: str 
             digests[split] = write_npy(out_dir / files[split], src, idx)
     manifest = {
         "name": name, "format": "derived", "image_size": size, "layout": "NHWC", "dtype": "uint8",
-        "base": spec["base"], "base_array_sha256": base_manifest.get("array_sha256"), "half": half,
+        "base": spec["base"],
+        "base_array_sha256": json.loads((base_dir / "manifest.json").read_text()).get("array_sha256"), "half": half,
         "split": {"rule": "halves", "seed": seed}, "degrade": deg,
         "n_train": counts["train"], "n_test": counts["test"], "n_skipped": 0, "skipped": [],
         "files": files, "array_sha256": digests, "notpipe_version": __version__,
