@@ -6,7 +6,7 @@ from pathlib import Path
 from notpipe.core import fingerprint
 from notpipe.evaluate import weights as _weights
 from notpipe.config import ConfigError, toy_experiments, toy_sweeps, validate_config
-from notpipe.data.datasets import NOISE_SOURCE, base_of, resolve_datasets, sources
+from notpipe.data.datasets import base_of, data_sides, resolve_datasets, sources
 from notpipe.paths import Layout, fid_tag, snapshot_steps, step_file
 
 try:
@@ -112,14 +112,9 @@ def dataset_inputs(name, size):
     return [manifest_path(base, size)] if base else dataset_downloads(name)
 
 
-def run_datasets(run):
-    """``{side: data set}`` of an image run: a generation run (source noise) has no source data set."""
-    r = RUNS[run]
-    return {side: r[side] for side in ("source", "target") if r[side] != NOISE_SOURCE}
-
-
 def run_manifests(run):
-    return {side: manifest_path(d, RUNS[run]["image_size"]) for side, d in run_datasets(run).items()}
+    """``{side: manifest}`` of an image run's data sets (a generation run: the target only)."""
+    return {side: manifest_path(d, RUNS[run]["image_size"]) for side, d in data_sides(RUNS[run]).items()}
 
 
 def manifest_path(name, size):

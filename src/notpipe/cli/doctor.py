@@ -159,13 +159,10 @@ def check_weights(cfg: dict, absp) -> list[Row]:
 def run_datasets(run: dict, known: dict) -> list[tuple[str, int]]:
     """``(data set, size)`` pairs one image run needs: its sides (not a noise source) and, for a
     derived data set, the base it is cut from (prepared first)."""
-    from notpipe.data.datasets import NOISE_SOURCE, base_of
+    from notpipe.data.datasets import base_of, data_sides
 
     out = []
-    for side in ("source", "target"):
-        name = run[side]
-        if name == NOISE_SOURCE:
-            continue
+    for name in data_sides(run).values():
         base = base_of(known.get(name, {}))
         out += ([(base, run["image_size"])] if base else []) + [(name, run["image_size"])]
     return out

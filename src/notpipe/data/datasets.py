@@ -118,6 +118,11 @@ def resolve_datasets(user: dict | None = None) -> dict[str, dict]:
     return out
 
 
+def data_sides(run: dict) -> dict[str, str]:
+    """``{side: data set}`` of an image run block: a generation run (source noise) has the target only."""
+    return {side: run[side] for side in ("source", "target") if run[side] != NOISE_SOURCE}
+
+
 def base_of(spec: dict) -> str | None:
     """The data set a derived data set is made from (None for the others)."""
     return spec.get("base") if spec.get("format") == "derived" else None

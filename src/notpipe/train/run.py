@@ -29,7 +29,7 @@ from notpipe.core.noise import GaussianNoise, ImageNoise
 from notpipe.core.optim import make_adam
 from notpipe.core.trainer import NOTTrainer
 from notpipe import seeds
-from notpipe.data.datasets import NOISE_SOURCE, dataset_dir
+from notpipe.data.datasets import NOISE_SOURCE, data_sides, dataset_dir
 from notpipe.data.loader import ImageSampler, load_split, to_float, to_uint8
 from notpipe.data.noise_source import NoiseInputs, NoiseSampler
 from notpipe.io import atomic_path
@@ -153,9 +153,8 @@ def _splits(args: dict, data_dir: str | Path) -> tuple[dict, dict]:
     generation run (source noise) has no source train split, and as test split fixed seeded noise
     inputs, as many as the target's test images."""
     size = int(args["image_size"])
-    sides = [side for side in ("source", "target") if args[side] != NOISE_SOURCE]
-    out = {side: {s: load_split(dataset_dir(data_dir, args[side], size), s) for s in ("train", "test")}
-           for side in sides}
+    out = {side: {s: load_split(dataset_dir(data_dir, name, size), s) for s in ("train", "test")}
+           for side, name in data_sides(args).items()}
     if "source" not in out:
         out["source"] = {"train": None, "test": NoiseInputs(args["noise"], len(out["target"]["test"]),
                                                              int(args["seed"]) + seeds.NOISE_TEST)}
@@ -238,8 +237,8 @@ def snapshot(state: dict, run: dict, name: str, fp: dict) -> dict:
 def manifests(run: dict, data_dir: str | Path) -> dict[str, Path]:
     """The manifest.json of the run's source and target data sets."""
     size = run["image_size"]
-    return {side: dataset_dir(data_dir, run[side], size) / "manifest.json" for side in ("source", "target")
-            if run[side] != NOISE_SOURCE}  # a generation run's noise is in its fingerprint as run keys
+    # a generation run's noise is in its fingerprint as run keys
+    return {side: dataset_dir(data_dir, name, size) / "manifest.json" for side, name in data_sides(run).items()}
 
 
 def run_fingerprint(run: dict, data_dir: str | Path) -> dict:
