@@ -9,6 +9,9 @@ Two settings, each timed for the same number of f-steps from the same seed:
   γ 1, |Z_x| 4, MLPs 3x100, batch 64, K_T 10); reference: their notebook loop,
   :func:`notpipe.benchmarks.reference.authors_toy_2d`.
 
+"notpipe autograd" rows take ``loss.backward()``; "hand-written" is the default
+(``optim.backward: auto``): the gradients of :mod:`notpipe.core.mlp_backward`.
+
 The compute floor is the model FLOPs of one f-step divided by the GEMM rate this
 machine reaches at the toys' sizes (``torch.mm`` of a (B·Z, 100) by (100, 100) block,
 timed here): the time one f-step would take if only its matrix products cost anything.
@@ -41,9 +44,15 @@ def weak_experiment() -> dict:
     return load_config(CONFIGS / "authors_toy.yaml")["toy"]["experiments"]["swissroll_s0"]
 
 
-def strong_experiment(steps: int, impl: str) -> dict:
-    cfg = {"toy": {"experiments": {"b": dict(STRONG, steps=steps, log_every=100, optim={"impl": impl})}}}
+def strong_experiment(steps: int, impl: str, backward: str = "auto") -> dict:
+    optim = {"impl": impl, "backward": backward}
+    cfg = {"toy": {"experiments": {"b": dict(STRONG, steps=steps, log_every=100, optim=optim)}}}
     return validate_config(cfg)["toy"]["experiments"]["b"]
+
+
+def with_backward(exp: dict, backward: str) -> dict:
+    """``exp`` with ``optim.backward`` set: ``autograd`` or ``auto`` (hand-written gradients)."""
+    return dict(exp, optim=dict(exp["optim"], backward=backward))
 
 
 def mlp_flops(dims: list[int]) -> int:
@@ -103,13 +112,15 @@ def main(argv=None) -> None:
         if setting == "strong":
             exp = strong_experiment(args.steps, "flat")
             rows = [("reference loop (authors' style)", lambda n: toy_loop(n)),
-                    ("notpipe (torch fused Adam)", lambda n: time_ours(strong_experiment(n, "torch"), n)),
-                    ("notpipe (FlatAdam, default)", lambda n: time_ours(strong_experiment(n, "flat"), n))]
+                    ("notpipe autograd, torch Adam", lambda n: time_ours(strong_experiment(n, "torch", "autograd"), n)),
+                    ("notpipe autograd, FlatAdam", lambda n: time_ours(strong_experiment(n, "flat", "autograd"), n)),
+                    ("notpipe hand-written (default)", lambda n: time_ours(strong_experiment(n, "flat"), n))]
             what = "moons, strong cost, MLP 2x100, batch 64, K_T 10"
         else:
             exp = weak_experiment()
             rows = [("authors' NOT_toy_2D loop", lambda n: time_authors(exp, n)),
-                    ("notpipe (FlatAdam, default)", lambda n: time_ours(exp, n))]
+                    ("notpipe autograd, FlatAdam", lambda n: time_ours(with_backward(exp, "autograd"), n)),
+                    ("notpipe hand-written (default)", lambda n: time_ours(with_backward(exp, "auto"), n))]
             what = "authors' settings: weak gamma 1, |Z_x| 4, MLP 3x100, batch 64, K_T 10"
         flops = flops_per_f_step(exp)
         rows_b = exp["batch"] * (exp["cost"].get("z_size", 1) if setting == "weak" else 1)

@@ -82,7 +82,7 @@ def test_toy_speed_prints_both_settings_and_the_floor():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     for text in ("strong: moons", "weak: authors' settings", "compute floor", "authors' NOT_toy_2D loop",
-                 "notpipe (FlatAdam, default)", "x floor"):
+                 "notpipe autograd, FlatAdam", "notpipe hand-written (default)", "x floor"):
         assert text in r.stdout, text
     # 10·64·(3·F_T + 2·F_f) + 64·F_T + 2·64·3·F_f with F_T = 2(2·100 + 100·100 + 100·2),
     # F_f = 2(2·100 + 100·100 + 100): 75 545 600 FLOPs per f-step of the strong moons run

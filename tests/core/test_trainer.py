@@ -37,7 +37,7 @@ def test_stochastic_cost_requires_noise():
 
 
 def test_nan_loss_stops_with_step_and_writes_no_checkpoint(tmp_path):
-    tr = toy.build(tiny_experiment()).trainer
+    tr = toy.build(tiny_experiment(optim={"backward": "autograd"})).trainer  # the cost's batch_mean is used
     saved = []
     tr.run(10, on_checkpoint=lambda t: saved.append(t.step), checkpoint_every=10, progress=False)
     assert saved == [10]
@@ -54,6 +54,17 @@ def test_nan_loss_stops_with_step_and_writes_no_checkpoint(tmp_path):
 
     tr.cost = Bad()
     with pytest.raises(NonFiniteLossError, match="non-finite loss at f-step 13"):
+        tr.run(20, on_checkpoint=lambda t: saved.append(t.step), checkpoint_every=10, progress=False)
+    assert saved == [10]
+
+
+def test_nan_in_the_hand_written_steps_stops_with_step():
+    tr = toy.build(tiny_experiment(optim={"backward": "manual"})).trainer
+    saved = []
+    tr.run(10, on_checkpoint=lambda t: saved.append(t.step), checkpoint_every=10, progress=False)
+    with torch.no_grad():
+        tr.T.net.layers[0].weight[0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at f-step 11"):
         tr.run(20, on_checkpoint=lambda t: saved.append(t.step), checkpoint_every=10, progress=False)
     assert saved == [10]
 

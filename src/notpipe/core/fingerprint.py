@@ -16,8 +16,10 @@ import hashlib
 import json
 from pathlib import Path
 
-#: toy-experiment keys that do not change the trajectory (raise ``steps`` to continue a run)
-TOY_FREE = ("steps", "log_every", "checkpoint_every", "gamma_sweep", "keep")
+#: toy-experiment keys that do not change the trajectory (raise ``steps`` to continue a run);
+#: ``optim.backward`` (hand-written gradients or autograd) computes the same maths, float
+#: rounding aside, as ``speed.compile`` does for image runs
+TOY_FREE = ("steps", "log_every", "checkpoint_every", "gamma_sweep", "keep", "optim.backward")
 #: image-run keys that do not change the trajectory. ``speed.compile`` and
 #: ``speed.channels_last`` compute the same maths (float rounding may differ), and so
 #: does ``gpus`` (N processes on slices of the same global batch, synced BatchNorm);

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from notpipe.core.checkpoint import rng_state, set_rng_state
 from notpipe.core.costs import Cost, GammaSchedule
+from notpipe.core.mlp_backward import ManualSteps, unsupported
 
 Sampler = Callable[[int, torch.Generator], torch.Tensor]
 
@@ -89,6 +90,11 @@ class NOTTrainer:
         The only source of randomness for sampling; its state is checkpointed.
     autocast_dtype : torch.dtype, optional
         e.g. ``torch.bfloat16`` for mixed precision on CUDA.
+    backward : {"auto", "manual", "autograd"}
+        How the T- and f-steps get their gradients. ``manual``: the hand-written
+        steps of :mod:`notpipe.core.mlp_backward` (ReLU MLPs, strong/weak/no cost;
+        about 2x faster on the toys); ``autograd``: ``loss.backward()``; ``auto``
+        (default): manual where it applies, else autograd.
     """
 
     def __init__(self, T: nn.Module, f: nn.Module, cost: Cost, sample_p: Sampler, sample_q: Sampler,
@@ -96,7 +102,8 @@ class NOTTrainer:
                  gamma_schedule: GammaSchedule | None = None, generator: torch.Generator | None = None,
                  device: str | torch.device = "cpu", sched_t=None, sched_f=None,
                  autocast_dtype: torch.dtype | None = None, log_every: int = 100,
-                 grad_norms: bool = False, k_f: int = 1, gradient_penalty: float = 0.0):
+                 grad_norms: bool = False, k_f: int = 1, gradient_penalty: float = 0.0,
+                 backward: str = "auto"):
         if cost.stochastic and noise is None:
             raise ValueError(f"{cost.name} cost draws {cost.z_size} samples per input: a noise sampler is required")
         self.T, self.f, self.cost = T, f, cost
@@ -123,6 +130,18 @@ class NOTTrainer:
         # grad norm of T (last T-step) and of f (only filled when grad_norms)
         self._buf = torch.zeros(5, self.log_every, device=self.device)
         self._nan_step = _fault_nan_step()  # fault campaign / tests only (NOTPIPE_FAULT_NAN_STEP)
+        if backward not in ("auto", "manual", "autograd"):
+            raise ValueError(f"unknown backward {backward!r}; allowed: auto, manual, autograd")
+        self.backward = backward
+        self._manual: ManualSteps | None = None
+        self._choose_backward()
+
+    def _choose_backward(self) -> None:
+        """Hand-written steps where they apply (``backward`` auto/manual), else autograd."""
+        why = unsupported(self) if self.backward != "autograd" else "autograd was asked for"
+        if why and self.backward == "manual":
+            raise ValueError(f"backward: manual is not available here: {why}")
+        self._manual = None if why else ManualSteps(self)
 
     def distribute(self, T_fit: nn.Module, f_fit: nn.Module, rank: int, world: int) -> None:
         """Train as rank ``rank`` of ``world`` processes; ``T_fit``/``f_fit`` wrap ``T``/``f`` (DDP)."""
@@ -132,6 +151,7 @@ class NOTTrainer:
             raise ValueError("gradient_penalty (WGAN-GP) is not supported on several processes: "
                              "DistributedDataParallel does not support the double backward it needs")
         self.T_fit, self.f_fit, self.rank, self.world = T_fit, f_fit, int(rank), int(world)
+        self._choose_backward()
 
     # ------------------------------------------------------------------ pieces
     def _local(self, t: torch.Tensor) -> torch.Tensor:
@@ -241,14 +261,16 @@ class NOTTrainer:
         self.f.train()
         _set_requires_grad(self.f_params, False)
         # all k_t input batches in one draw; sums of the T losses/costs (divided at flush)
+        t_step, f_step = ((self._manual.t_step, self._manual.f_step) if self._manual
+                          else (self._t_step, self._f_step))
         xs = self._draws(self.sample_p, self.k_t)
         accs = (self._buf[0, slot], self._buf[2, slot])
         for i, x in enumerate(xs):
             last = self.grad_norms and i == len(xs) - 1
-            self._t_step(x, gamma, accs, slot if last else None)
+            t_step(x, gamma, accs, slot if last else None)
         _set_requires_grad(self.f_params, True)
         for _ in range(self.k_f):  # k_f critic steps, each on fresh x and y (NOT: 1)
-            self._f_step(self._draws(self.sample_p)[0], self._draws(self.sample_q)[0], slot)
+            f_step(self._draws(self.sample_p)[0], self._draws(self.sample_q)[0], slot)
         if self.sched_t is not None:
             self.sched_t.step()
         if self.sched_f is not None:

@@ -44,6 +44,10 @@ class MLP(nn.Module):
             x = torch.relu(F.linear(x, layer.weight, layer.bias))
         return F.linear(x, last.weight, last.bias)
 
+    def relu_layers(self) -> list[nn.Linear]:
+        """The layers, for :mod:`notpipe.core.mlp_backward` (``y = L_n(relu(... relu(L_1(x))))``)."""
+        return list(self.layers)
+
 
 class VectorMap(nn.Module):
     """Transport map on R^d: ``T(x)`` or, with ``z_dim > 0``, ``T(x, z) = MLP([x, z])``."""
@@ -60,6 +64,10 @@ class VectorMap(nn.Module):
             x = torch.cat([x, z], dim=1)
         return self.net(x)
 
+    def relu_layers(self) -> list[nn.Linear]:
+        """The MLP's layers; its input is ``[x, z]`` (:mod:`notpipe.core.mlp_backward`)."""
+        return self.net.relu_layers()
+
 
 class VectorPotential(nn.Module):
     """Potential f: R^d -> R as an MLP; returns shape ``(B,)``."""
@@ -70,3 +78,7 @@ class VectorPotential(nn.Module):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.net(y).squeeze(1)
+
+    def relu_layers(self) -> list[nn.Linear]:
+        """The MLP's layers (output width 1; :mod:`notpipe.core.mlp_backward`)."""
+        return self.net.relu_layers()

@@ -54,7 +54,7 @@ def build(exp: dict) -> ToySetup:
         k_t=exp["k_t"], batch=exp["batch"],
         gamma_schedule=GammaSchedule(cost.gamma_max, exp["cost"].get("gamma_warmup", 0)),
         generator=torch.Generator().manual_seed(seed), log_every=exp["log_every"],
-        k_f=exp["k_f"], gradient_penalty=exp["gradient_penalty"])
+        k_f=exp["k_f"], gradient_penalty=exp["gradient_penalty"], backward=o["backward"])
     return ToySetup(trainer, source, target, cost)
 
 
