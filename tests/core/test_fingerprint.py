@@ -208,3 +208,28 @@ def test_keys_added_later_at_their_neutral_value_keep_old_fingerprints():
     assert fingerprint.toy(new)["hash"] == fingerprint.toy(old)["hash"]
     assert fingerprint.toy({**new, "k_f": 5})["hash"] != fingerprint.toy(old)["hash"]
     assert "k_f" in fingerprint.differences(fingerprint.toy(old), fingerprint.toy({**new, "k_f": 5}))
+
+
+def test_toy_lr_decay_keys_at_their_defaults_keep_older_fingerprints():
+    exp = tiny_experiment()
+    assert exp["optim"]["milestones"] == [] and exp["optim"]["lr_decay"] == 0.1
+    older = {**exp, "optim": {k: v for k, v in exp["optim"].items() if k not in ("milestones", "lr_decay")}}
+    assert fingerprint.toy(older)["hash"] == fingerprint.toy(exp)["hash"]
+    decayed = tiny_experiment(optim={"milestones": [12]})
+    assert fingerprint.toy(decayed)["hash"] != fingerprint.toy(exp)["hash"]
+    assert "optim.milestones" in fingerprint.toy(decayed)["keys"]
+
+
+def test_toy_lr_decay_resumes_past_a_milestone_to_the_same_weights(tmp_path):
+    """Killed at f-step 10 of 20, with the lr decayed at 6 and 14: the resumed run gets the
+    decayed lr back from its checkpoint and ends on the uninterrupted run's weights."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    decay = {"optim": {"milestones": [6, 14], "lr_decay": 0.1}}
+    toy.train(tiny_experiment(steps=10, **decay), a / "model.pt", a / "log.csv", progress=False)
+    setup = toy.train(tiny_experiment(steps=20, **decay), a / "model.pt", a / "log.csv", progress=False)
+    assert setup.trainer.opt_t.param_groups[0]["lr"] == pytest.approx(1e-6)  # 1e-4 * 0.1 * 0.1
+    toy.train(tiny_experiment(steps=20, **decay), b / "model.pt", b / "log.csv", progress=False)
+    assert _same(_weights(a / "model.pt"), _weights(b / "model.pt"))
+    plain = tmp_path / "plain"
+    toy.train(tiny_experiment(steps=20), plain / "model.pt", plain / "log.csv", progress=False)
+    assert not _same(_weights(a / "model.pt"), _weights(plain / "model.pt"))

@@ -50,3 +50,36 @@ def test_make_adam_choices():
     assert isinstance(make_adam(MLP(2, 1, (4,)), 1e-3, impl="torch"), torch.optim.Adam)
     with pytest.raises(ValueError, match="allowed: flat, torch"):
         make_adam(net, 1e-3, impl="sgd")
+
+
+def _lrs(opt, sched, steps=8):
+    out = []
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+        out.append(opt.param_groups[0]["lr"])
+    return out
+
+
+@pytest.mark.parametrize("flat", [True, False])
+def test_step_decay_follows_torch_multisteplr(flat):
+    from notpipe.core.optim import StepDecay
+
+    net = MLP(3, 2, (8,))
+    ref_opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    ref = _lrs(ref_opt, torch.optim.lr_scheduler.MultiStepLR(ref_opt, [3, 5], 0.1))
+    opt = FlatAdam(MLP(3, 2, (8,)).parameters(), lr=1e-2) if flat else torch.optim.Adam(net.parameters(), lr=1e-2)
+    ours = _lrs(opt, StepDecay(opt, [5, 3], 0.1))
+    assert ours == pytest.approx(ref) and ours[0] == pytest.approx(1e-2) and ours[-1] == pytest.approx(1e-4)
+
+
+def test_step_decay_state_roundtrip_restores_the_lr():
+    from notpipe.core.optim import StepDecay
+
+    opt = FlatAdam(MLP(3, 2, (8,)).parameters(), lr=1e-2)
+    sched = StepDecay(opt, [2], 0.5)
+    _lrs(opt, sched, steps=3)
+    fresh = FlatAdam(MLP(3, 2, (8,)).parameters(), lr=1e-2)  # a resumed run starts at the base lr
+    again = StepDecay(fresh, [2], 0.5)
+    again.load_state_dict(sched.state_dict())
+    assert fresh.param_groups[0]["lr"] == pytest.approx(5e-3) and again.last_step == 3

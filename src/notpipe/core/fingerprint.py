@@ -31,6 +31,8 @@ IMAGE_FREE = ("steps", "log_every", "checkpoint_every", "snapshot_every", "grid_
 #: keys added after fingerprints existed, at the value that computes what the code did before
 #: they existed: left out of the fingerprint at that value, so older checkpoints stay valid
 NEUTRAL = {"k_f": 1.0, "gradient_penalty": 0.0}
+#: toy keys added later (the step decay of the learning rates), at their no-op values
+TOY_NEUTRAL = {**NEUTRAL, "optim.milestones": [], "optim.lr_decay": 0.1}
 
 VERSION = 1
 
@@ -79,9 +81,9 @@ def trajectory(block: dict, free: tuple[str, ...], prefix: str = "") -> dict:
     return out
 
 
-def make(block: dict, free: tuple[str, ...], data: dict | None = None) -> dict:
+def make(block: dict, free: tuple[str, ...], data: dict | None = None, neutral: dict = NEUTRAL) -> dict:
     """The fingerprint of one run block: ``{"version", "keys", "hash"}`` (plain types only)."""
-    keys = {k: v for k, v in flatten(block).items() if not _free(k, free) and NEUTRAL.get(k, ...) != v}
+    keys = {k: v for k, v in flatten(block).items() if not _free(k, free) and neutral.get(k, ...) != v}
     if data:
         keys.update({f"data.{k}": v for k, v in flatten(data).items()})
     keys = dict(sorted(keys.items()))
@@ -90,7 +92,7 @@ def make(block: dict, free: tuple[str, ...], data: dict | None = None) -> dict:
 
 
 def toy(exp: dict) -> dict:
-    return make(exp, TOY_FREE)
+    return make(exp, TOY_FREE, neutral=TOY_NEUTRAL)
 
 
 def data_hashes(manifests: dict[str, str | Path]) -> dict:

@@ -85,6 +85,36 @@ class FlatAdam:
         self.param_groups[0]["lr"] = state["lr"]
 
 
+class StepDecay:
+    """``torch.optim.lr_scheduler.MultiStepLR`` for anything with ``param_groups``
+    (:class:`FlatAdam` included): after ``m`` calls of :meth:`step` for each milestone
+    ``m``, the learning rate is its initial value times ``decay`` per milestone passed.
+    The lr is recomputed from the step count, so a resumed run gets it back exactly.
+    """
+
+    def __init__(self, opt, milestones, decay: float):
+        self.opt, self.decay = opt, float(decay)
+        self.milestones = sorted(int(m) for m in milestones)
+        self.base = [g["lr"] for g in opt.param_groups]
+        self.last_step = 0
+
+    def _apply(self) -> None:
+        passed = sum(m <= self.last_step for m in self.milestones)
+        for group, base in zip(self.opt.param_groups, self.base):
+            group["lr"] = base * self.decay ** passed
+
+    def step(self) -> None:
+        self.last_step += 1
+        self._apply()
+
+    def state_dict(self) -> dict:
+        return {"last_step": self.last_step, "base": list(self.base)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_step, self.base = int(state["last_step"]), list(state["base"])
+        self._apply()
+
+
 def make_adam(model: nn.Module, lr: float, betas=(0.9, 0.999), weight_decay: float = 0.0,
               impl: str = "flat"):
     """Adam for ``model``: ``impl='flat'`` (:class:`FlatAdam`), ``'torch'`` or ``'loop'``.

@@ -18,7 +18,7 @@ from notpipe.core import checkpoint as ckpt
 from notpipe.core import fingerprint
 from notpipe.core.costs import Cost, GammaSchedule, make_cost
 from notpipe.core.noise import GaussianNoise
-from notpipe.core.optim import make_adam
+from notpipe.core.optim import StepDecay, make_adam
 from notpipe.core.trainer import NOTTrainer
 from notpipe.io import atomic_path
 from notpipe.toy.models import VectorMap, VectorPotential
@@ -48,8 +48,12 @@ def build(exp: dict) -> ToySetup:
     f = VectorPotential(dim, m["hidden_f"], m["init"])
     opt_t = make_adam(T, o["lr_t"], o["betas"], o["weight_decay"], o["impl"])
     opt_f = make_adam(f, o["lr_f"], o["betas"], o["weight_decay"], o["impl"])
+    sched = {}
+    if o["milestones"]:  # step decay of both learning rates (configs/gaussians.yaml: large D)
+        sched = {"sched_t": StepDecay(opt_t, o["milestones"], o["lr_decay"]),
+                 "sched_f": StepDecay(opt_f, o["milestones"], o["lr_decay"])}
     trainer = NOTTrainer(
-        T, f, cost, source, target, opt_t, opt_f,
+        T, f, cost, source, target, opt_t, opt_f, **sched,
         noise=GaussianNoise(z_dim, m["z_std"]) if z_dim else None,
         k_t=exp["k_t"], batch=exp["batch"],
         gamma_schedule=GammaSchedule(cost.gamma_max, exp["cost"].get("gamma_warmup", 0)),
