@@ -9,6 +9,11 @@ layers, same order) and :func:`notpipe.toy.evaluate` computes every metric with 
 experiment's evaluation seed, so both loops are measured on identical evaluation draws.
 Writes ``results/{suite}/toy/authors_loop/{name}/metrics.csv``.
 
+``--last-iterate`` evaluates, with the same metrics and draws, the last iterate of T that
+our pipeline's model files keep beside the moving average they evaluate (``ema_decay``),
+into ``results/{suite}/toy/last_iterate/{name}/metrics.csv``: what our loop gives without
+the average, as the authors evaluate their T.
+
 ``--compare`` then joins those with our pipeline's ``results/{suite}/toy/{name}/metrics.csv``
 (from ``snakemake --cores 2 results/authors_toy/toy/summary.csv --configfile
 configs/authors_toy.yaml``) into ``results/{suite}/toy/authors_comparison.csv`` and prints
@@ -52,13 +57,26 @@ def run_authors(name: str, exp: dict, cfg: dict, out: str) -> dict:
     seconds = time.perf_counter() - t0
     into_vector_map(T, setup.trainer.T)
     setup.trainer.T.eval()
+    return _evaluate_into(setup, seconds, exp, cfg, out, f"{name}: authors' loop")
+
+
+def run_last_iterate(name: str, exp: dict, cfg: dict, L: Layout) -> dict:
+    """Our pipeline's run of ``name``, evaluated on its last iterate of T (not the average)."""
+    setup, state = toy.load_trained(L.toy_model(name), exp, last_iterate=True)
+    if "T_last" not in state:
+        raise SystemExit(f"{L.toy_model(name)} has no last iterate (written before ema_decay): rerun its training")
+    return _evaluate_into(setup, float(state["train_seconds"]), exp, cfg, L.last_iterate_metrics(name),
+                          f"{name}: our last iterate")
+
+
+def _evaluate_into(setup, seconds: float, exp: dict, cfg: dict, out: str, label: str) -> dict:
     t = cfg["toy"]
     values = toy.evaluate(setup, seconds, n_eval=t["n_eval"], z_eval=t["z_eval"], sinkhorn_eps=t["sinkhorn_eps"],
                           emd_max_iter=t["emd_max_iter"], seed=int(exp["seed"]), eval_draws=t["eval_draws"])
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out, suffix=".csv") as tmp:
         pd.DataFrame({"metric": list(values), "value": list(values.values())}).to_csv(tmp, index=False)
-    print(f"{name}: authors' loop {seconds:.0f} s, W2/floor {values['w2_over_floor']:.3f} "
+    print(f"{label} {seconds:.0f} s, W2/floor {values['w2_over_floor']:.3f} "
           f"± {values['w2_over_floor_std']:.3f}, energy {values['energy_distance']:.2e}", flush=True)
     return values
 
@@ -66,7 +84,8 @@ def run_authors(name: str, exp: dict, cfg: dict, out: str) -> dict:
 def compare(cfg: dict, L: Layout) -> pd.DataFrame:
     rows = []
     for name in cfg["toy"]["experiments"]:
-        for loop, path in (("ours", L.toy_metrics(name)), ("authors", L.authors_loop_metrics(name))):
+        for loop, path in (("ours", L.toy_metrics(name)), ("ours_last", L.last_iterate_metrics(name)),
+                           ("authors", L.authors_loop_metrics(name))):
             if not Path(path).is_file():
                 print(f"missing {path}")
                 continue
@@ -81,16 +100,17 @@ def compare(cfg: dict, L: Layout) -> pd.DataFrame:
     with atomic_path(L.authors_comparison(), suffix=".csv") as tmp:
         df.to_csv(tmp, index=False)
     print(f"wrote {L.authors_comparison()}")
-    print(f"\n{'target':12s} {'loop':8s} {'seeds':>5s} {'W2/floor':>16s} {'energy x1e3':>16s} {'train s':>8s}")
+    print(f"\n{'target':12s} {'loop':9s} {'seeds':>5s} {'W2/floor':>16s} {'energy x1e3':>16s} {'train s':>8s}")
     for (target, loop), d in df.groupby(["target", "loop"], sort=True):
         def ms(col, scale=1.0):
             v = scale * d[col].to_numpy(dtype=float)
             se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
             return f"{v.mean():7.3f} ± {se:6.3f}"
-        print(f"{target:12s} {loop:8s} {len(d):5d} {ms('w2_over_floor'):>16s} {ms('energy_distance', 1e3):>16s} "
+        print(f"{target:12s} {loop:9s} {len(d):5d} {ms('w2_over_floor'):>16s} {ms('energy_distance', 1e3):>16s} "
               f"{d['train_seconds'].mean():8.0f}")
     print("± = standard error of the mean over seeds; per-seed values in the CSV "
-          "(each the mean of eval_draws evaluation draws)")
+          "(each the mean of eval_draws evaluation draws); ours: the moving average of T "
+          "(ema_decay), ours_last: our last iterate")
     return df
 
 
@@ -100,6 +120,8 @@ def main(argv=None) -> None:
     ap.add_argument("--only", nargs="+", default=None, metavar="NAME", help="experiments to run (default: all)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--compare", action="store_true", help="only join the results and print the comparison")
+    ap.add_argument("--last-iterate", action="store_true",
+                    help="evaluate our pipeline's last iterates instead of training the authors' loop")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
@@ -112,7 +134,10 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"--only: no experiment {sorted(unknown)} in {args.config}; there are {sorted(exps)}")
     for name in args.only or exps:
-        run_authors(name, exps[name], cfg, L.authors_loop_metrics(name))
+        if args.last_iterate:
+            run_last_iterate(name, exps[name], cfg, L)
+        else:
+            run_authors(name, exps[name], cfg, L.authors_loop_metrics(name))
 
 
 if __name__ == "__main__":

@@ -144,6 +144,10 @@ class Layout:
         """Metrics of the authors' notebook loop on experiment ``name`` (benchmarks/toy_authors.py)."""
         return str(self.results / "toy" / "authors_loop" / name / "metrics.csv")
 
+    def last_iterate_metrics(self, name: str) -> str:
+        """Metrics of our run's last iterate of T instead of its moving average (benchmarks/toy_authors.py)."""
+        return str(self.results / "toy" / "last_iterate" / name / "metrics.csv")
+
     def authors_comparison(self) -> str:
         return str(self.results / "toy" / "authors_comparison.csv")
 

@@ -69,9 +69,18 @@ def test_script_runs_their_loop_and_compares(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     m = pd.read_csv(tmp_path / "results/authors_toy/toy/authors_loop/swissroll_s0/metrics.csv")
     assert {"w2_over_floor", "w2_over_floor_std", "energy_distance_ci95"} <= set(m.metric)
+    # our pipeline's run of the same experiment, then its last iterate (not the average)
+    train = [sys.executable, str(REPO / "workflow" / "scripts" / "toy_train.py"), "--config", str(path)]
+    r = subprocess.run([*train, "--name", "swissroll_s0"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([*script, "--last-iterate", "--only", "swissroll_s0"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "results/authors_toy/toy/last_iterate/swissroll_s0/metrics.csv").is_file()
     r = subprocess.run([*script, "--compare"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "swissroll    authors      1" in r.stdout
+    assert "swissroll    authors       1" in r.stdout
+    assert "swissroll    ours_last     1" in r.stdout
     assert (tmp_path / "results/authors_toy/toy/authors_comparison.csv").is_file()
     bad = subprocess.run([*script, "--only", "nope"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "nope" in bad.stderr

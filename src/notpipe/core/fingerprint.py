@@ -31,8 +31,9 @@ IMAGE_FREE = ("steps", "log_every", "checkpoint_every", "snapshot_every", "grid_
 #: keys added after fingerprints existed, at the value that computes what the code did before
 #: they existed: left out of the fingerprint at that value, so older checkpoints stay valid
 NEUTRAL = {"k_f": 1.0, "gradient_penalty": 0.0}
-#: toy keys added later (the step decay of the learning rates), at their no-op values
-TOY_NEUTRAL = {**NEUTRAL, "optim.milestones": [], "optim.lr_decay": 0.1}
+#: toy keys added later (the step decay of the learning rates, the average of T's parameters),
+#: at their no-op values
+TOY_NEUTRAL = {**NEUTRAL, "optim.milestones": [], "optim.lr_decay": 0.1, "ema_decay": 0.0}
 
 VERSION = 1
 

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from notpipe.core.checkpoint import rng_state, set_rng_state
 from notpipe.core.costs import Cost, GammaSchedule
+from notpipe.core.ema import ParamAverage
 from notpipe.core.mlp_backward import ManualSteps, unsupported
 
 Sampler = Callable[[int, torch.Generator], torch.Tensor]
@@ -95,6 +96,10 @@ class NOTTrainer:
         steps of :mod:`notpipe.core.mlp_backward` (ReLU MLPs, strong/weak/no cost;
         about 2x faster on the toys); ``autograd``: ``loss.backward()``; ``auto``
         (default): manual where it applies, else autograd.
+    ema_decay : float
+        Keep an exponential moving average of T's parameters, updated after every f-step
+        (:class:`~notpipe.core.ema.ParamAverage`; 0: none). It does not change the
+        training trajectory; :meth:`averaged_T_state` is the map to evaluate.
     """
 
     def __init__(self, T: nn.Module, f: nn.Module, cost: Cost, sample_p: Sampler, sample_q: Sampler,
@@ -103,7 +108,7 @@ class NOTTrainer:
                  device: str | torch.device = "cpu", sched_t=None, sched_f=None,
                  autocast_dtype: torch.dtype | None = None, log_every: int = 100,
                  grad_norms: bool = False, k_f: int = 1, gradient_penalty: float = 0.0,
-                 backward: str = "auto"):
+                 backward: str = "auto", ema_decay: float = 0.0):
         if cost.stochastic and noise is None:
             raise ValueError(f"{cost.name} cost draws {cost.z_size} samples per input: a noise sampler is required")
         self.T, self.f, self.cost = T, f, cost
@@ -135,6 +140,7 @@ class NOTTrainer:
         self.backward = backward
         self._manual: ManualSteps | None = None
         self._choose_backward()
+        self.ema = ParamAverage(T, opt_t, ema_decay) if ema_decay else None
 
     def _choose_backward(self) -> None:
         """Hand-written steps where they apply (``backward`` auto/manual), else autograd."""
@@ -276,6 +282,8 @@ class NOTTrainer:
         if self.sched_f is not None:
             self.sched_f.step()
         self.step += 1
+        if self.ema is not None:
+            self.ema.update(self.step)
 
     def _flush(self, n: int, seconds: float) -> dict:
         """Read the last ``n`` steps' losses (one host sync); raise on NaN/inf."""
@@ -353,7 +361,14 @@ class NOTTrainer:
             "sched_f": self.sched_f.state_dict() if self.sched_f is not None else None,
             "gamma": {"gamma_max": self.gamma.gamma_max, "warmup": self.gamma.warmup},
             "generator": self.generator.get_state(), "rng": rng_state(),
+            "T_ema": self.ema.state_dict() if self.ema is not None else None,
         }
+
+    def averaged_T_state(self) -> dict:
+        """T's state dict to evaluate: the moving average of its parameters (``ema_decay``), else T's own."""
+        if self.ema is None:
+            return {k: v.detach().clone() for k, v in _unwrap(self.T).state_dict().items()}
+        return self.ema.model_state()
 
     def load_state_dict(self, state: dict) -> None:
         _unwrap(self.T).load_state_dict(state["T"])
@@ -366,5 +381,7 @@ class NOTTrainer:
             self.sched_f.load_state_dict(state["sched_f"])
         self.generator.set_state(state["generator"])
         set_rng_state(state["rng"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state.get("T_ema"))
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.history = list(state["history"])

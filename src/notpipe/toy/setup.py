@@ -58,7 +58,8 @@ def build(exp: dict) -> ToySetup:
         k_t=exp["k_t"], batch=exp["batch"],
         gamma_schedule=GammaSchedule(cost.gamma_max, exp["cost"].get("gamma_warmup", 0)),
         generator=torch.Generator().manual_seed(seed), log_every=exp["log_every"],
-        k_f=exp["k_f"], gradient_penalty=exp["gradient_penalty"], backward=o["backward"])
+        k_f=exp["k_f"], gradient_penalty=exp["gradient_penalty"], backward=o["backward"],
+        ema_decay=exp["ema_decay"])
     return ToySetup(trainer, source, target, cost)
 
 
@@ -90,13 +91,18 @@ def train(exp: dict, model_path: str | Path, log_csv: str | Path, ckpt_dir: str 
     tr.run(exp["steps"], on_checkpoint=save, checkpoint_every=exp["checkpoint_every"],
            progress=progress, desc=name)
     write_log()
-    ckpt.atomic_save({"T": tr.T.state_dict(), "f": tr.f.state_dict(), "experiment": exp, "fingerprint": fp,
-                      "step": tr.step, "train_seconds": tr.elapsed}, model_path)
+    # "T": the map every metric and figure uses (the moving average with ema_decay > 0);
+    # "T_last": the last iterate, which the authors evaluate
+    ckpt.atomic_save({"T": tr.averaged_T_state(), "T_last": tr.T.state_dict(), "f": tr.f.state_dict(),
+                      "experiment": exp, "fingerprint": fp, "step": tr.step, "train_seconds": tr.elapsed},
+                     model_path)
     return setup
 
 
-def load_trained(model_path: str | Path, expected: dict | None = None) -> tuple[ToySetup, dict]:
-    """Rebuild an experiment from a model file written by :func:`train`.
+def load_trained(model_path: str | Path, expected: dict | None = None,
+                 last_iterate: bool = False) -> tuple[ToySetup, dict]:
+    """Rebuild an experiment from a model file written by :func:`train` (T: the averaged
+    map; ``last_iterate``: the last iterate, as the authors evaluate it).
 
     With ``expected`` (the experiment block to evaluate), a model trained by another
     configuration, or for another number of steps, raises
@@ -106,7 +112,7 @@ def load_trained(model_path: str | Path, expected: dict | None = None) -> tuple[
     if expected is not None:
         fingerprint.require(state, fingerprint.toy(expected), model_path, expected["steps"])
     setup = build(state["experiment"])
-    setup.trainer.T.load_state_dict(state["T"])
+    setup.trainer.T.load_state_dict(state["T_last" if last_iterate and "T_last" in state else "T"])
     setup.trainer.f.load_state_dict(state["f"])
     setup.trainer.T.eval()
     return setup, state
