@@ -37,7 +37,7 @@ import torch
 
 from notpipe import toy
 from notpipe.benchmarks.reference import authors_toy_2d_for, into_vector_map
-from notpipe.config import load_config
+from notpipe.config import load_config, toy_experiments
 from notpipe.io import atomic_path
 from notpipe.paths import Layout
 
@@ -83,7 +83,7 @@ def _evaluate_into(setup, seconds: float, exp: dict, cfg: dict, out: str, label:
 
 def compare(cfg: dict, L: Layout) -> pd.DataFrame:
     rows = []
-    for name in cfg["toy"]["experiments"]:
+    for name in toy_experiments(cfg):
         for loop, path in (("ours", L.toy_metrics(name)), ("ours_last", L.last_iterate_metrics(name)),
                            ("authors", L.authors_loop_metrics(name))):
             if not Path(path).is_file():
@@ -129,7 +129,7 @@ def main(argv=None) -> None:
     if args.compare:
         compare(cfg, L)
         return
-    exps = cfg["toy"]["experiments"]
+    exps = toy_experiments(cfg)  # gamma sweeps expanded (circles_g0.5, ...)
     unknown = set(args.only or ()) - set(exps)
     if unknown:
         raise SystemExit(f"--only: no experiment {sorted(unknown)} in {args.config}; there are {sorted(exps)}")
