@@ -140,7 +140,7 @@ class NOTTrainer:
         self.backward = backward
         self._manual: ManualSteps | None = None
         self._choose_backward()
-        self.ema = ParamAverage(T, opt_t, ema_decay) if ema_decay else None
+        self.ema = ParamAverage(_unwrap(T), opt_t, ema_decay) if ema_decay else None
 
     def _choose_backward(self) -> None:
         """Hand-written steps where they apply (``backward`` auto/manual), else autograd."""

@@ -102,7 +102,8 @@ def train(exp: dict, model_path: str | Path, log_csv: str | Path, ckpt_dir: str 
 def load_trained(model_path: str | Path, expected: dict | None = None,
                  last_iterate: bool = False) -> tuple[ToySetup, dict]:
     """Rebuild an experiment from a model file written by :func:`train` (T: the averaged
-    map; ``last_iterate``: the last iterate, as the authors evaluate it).
+    map; ``last_iterate``: the last iterate, as the authors evaluate it; a file written
+    before ``ema_decay`` existed holds only the last iterate, as ``T``).
 
     With ``expected`` (the experiment block to evaluate), a model trained by another
     configuration, or for another number of steps, raises
