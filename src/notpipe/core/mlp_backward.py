@@ -9,7 +9,8 @@ T-step and an f-step through ReLU MLPs is short, so this module writes it out:
 * the potential's input gradient ``d(-mean f(y))/dy`` (T-step) by the chain rule
   through f, with ``threshold_backward`` for each ReLU;
 * the cost's gradient in closed form (strong: ``2 s (y - x) / B``; weak: through
-  the mean and the unbiased variance over the Z draws; none: 0);
+  the mean and the unbiased variance over the Z draws; kernel: unit vectors of
+  ``y - x`` and of the pairs ``y_z - y_z'``; none: 0);
 * the parameters' gradients written into each ``p.grad``, then the optimiser's
   ``step`` (weight decay stays the optimiser's).
 
@@ -31,7 +32,7 @@ import torch.nn as nn
 _threshold_backward = torch.ops.aten.threshold_backward
 
 #: costs with a closed-form gradient here
-COSTS = ("strong", "weak", "none")
+COSTS = ("strong", "weak", "kernel", "none")
 
 
 def relu_layers(module: nn.Module) -> list[nn.Linear] | None:
@@ -108,19 +109,28 @@ class ManualSteps:
         self.f = _Net(relu_layers(trainer.f))
         self.z_dim = int(getattr(trainer.T, "z_dim", 0))
         self._signs: dict[int, torch.Tensor] = {}
+        self._neg_inv: dict[int, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ cost
-    def _cost(self, x: torch.Tensor, y: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch-mean cost and its gradient with respect to ``y`` (``(B*Z, D)``)."""
+    def _cost(self, x: torch.Tensor, y: torch.Tensor,
+              gamma: float) -> tuple[torch.Tensor, float, torch.Tensor | None, float]:
+        """The batch-mean cost and its gradient with respect to ``y`` (``(B*Z, D)``), each
+        as a tensor and the factor it still needs: ``(value, vscale, grad, gscale)``.
+        The callers apply the factors as ``alpha=`` of their in-place adds: an op with a
+        Python-number operand costs a tensor wrap and a copy on each call (``grad``
+        None: zero).
+        """
         cost = self.tr.cost
         b, z = x.shape[0], cost.z_size
         if cost.name == "none":
-            return x.new_zeros(()), torch.zeros_like(y)
+            return x.new_zeros(()), 1.0, None, 1.0
+        if cost.name == "kernel":
+            return (*self._kernel_cost(x, y, gamma), 1.0)
         s = cost._quad_factor(x)
         if z == 1:  # strong: s/B sum ||y - x||^2
             diff = torch.sub(y, x)
             flat = diff.view(-1)
-            return torch.dot(flat, flat).mul_(s / b), diff.mul_(2 * s / b)
+            return torch.dot(flat, flat), s / b, diff, 2 * s / b
         # weak: s/B sum_b [||x - ybar||^2 + c/(Z-1) sum_z ||y_z - ybar||^2], c = 1 - gamma - 1/Z
         c = (1 - gamma - 1 / z) / (z - 1)
         ys = y.view(b, z, -1)
@@ -128,9 +138,41 @@ class ManualSteps:
         dev = torch.sub(ys, ybar)
         r = torch.sub(ybar, x.view(b, 1, -1))  # ybar - x
         rf, df = r.view(-1), dev.view(-1)
-        value = torch.add(torch.dot(rf, rf), torch.dot(df, df), alpha=c).mul_(s / b)
+        value = torch.add(torch.dot(rf, rf), torch.dot(df, df), alpha=c)
         grad = dev.mul_(2 * s * c / b).add_(r, alpha=2 * s / (b * z))
-        return value, grad.view_as(y)
+        return value, s / b, grad.view_as(y), 1.0
+
+    def _kernel_cost(self, x: torch.Tensor, y: torch.Tensor,
+                     gamma: float) -> tuple[torch.Tensor, float, torch.Tensor]:
+        """Energy cost ``s/B sum_b [mean_z |y_z - x| - gamma/2 mean_{z != z'} |y_z - y_z'|]``
+        and its gradient: ``s/(B Z)`` times the unit vectors of ``y_z - x``, minus
+        ``gamma s / (B Z (Z-1))`` times the sum of the unit vectors of ``y_z - y_z'``.
+        A distance under 1e-6 has gradient 0, as through the clamp of
+        :func:`~notpipe.core.costs._dist`.
+        """
+        b, z = x.shape[0], self.tr.cost.z_size
+        s = self.tr.cost._dist_factor(x)
+        ys = y.view(b, z, -1)
+        d = torch.sub(ys, x.view(b, 1, -1))  # (b, z, D): y_z - x
+        sq = d.pow(2).sum(2, keepdim=True)
+        r = sq.clamp_min(1e-12).sqrt_()
+        pair = torch.sub(ys.unsqueeze(2), ys.unsqueeze(1))  # (b, z, z', D): y_z - y_z'
+        psq = pair.pow(2).sum(3, keepdim=True)
+        off = ~torch.eye(z, dtype=torch.bool, device=y.device).view(1, z, z, 1)
+        pr = psq.clamp_min(1e-12).sqrt_().mul_(off)
+        value = torch.sub(r.sum().div_(z), pr.sum(), alpha=0.5 * gamma / (z * (z - 1)))
+        grad = d.mul_(r.reciprocal_().mul_(sq >= 1e-12)).mul_(s / (b * z))
+        pinv = pr.reciprocal_().nan_to_num_(posinf=0.0).mul_(psq >= 1e-12)
+        grad.sub_(pair.mul_(pinv).sum(2), alpha=gamma * s / (b * z * (z - 1)))
+        return value, s / b, grad.view_as(y)
+
+    def _f_last_grad(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        """``d(-mean f(y))/d(last hidden activation)``: ``-w_last / n`` for each of n rows
+        (the factor a cached 0-dim tensor: a Python number would be wrapped and copied)."""
+        k = self._neg_inv.get(n)
+        if k is None:
+            k = self._neg_inv[n] = like.new_tensor(-1.0 / n)
+        return torch.mul(self.f.w[-1], k).expand(n, -1)
 
     # ------------------------------------------------------------------ steps
     @torch.no_grad()
@@ -147,16 +189,17 @@ class ManualSteps:
         f_y, h_f = self.f.forward(y)
         n = y.shape[0]
         # d(-mean f(y))/dy through f (its parameters are not updated here)
-        g_last = self.f.w[-1].mul(-1.0 / n).expand(n, -1)
-        cost, g_y = self._cost(x, y, gamma)
-        g_y.add_(self.f.input_grad(h_f, g_last))
+        g_y = self.f.input_grad(h_f, self._f_last_grad(n, y))
+        cost, vscale, g_cost, gscale = self._cost(x, y, gamma)
+        if g_cost is not None:
+            g_y.add_(g_cost, alpha=gscale)
         self.T.param_grads(u, h_t, g_y)
         if norm_slot is not None:
             tr._buf[3, norm_slot] = tr._grad_norm(tr.t_params)
         tr.opt_t.step()
         acc_loss, acc_cost = accs
-        acc_loss.add_(cost).sub_(f_y.mean())
-        acc_cost.add_(cost)
+        acc_loss.add_(cost, alpha=vscale).sub_(f_y.sum(), alpha=1.0 / n)
+        acc_cost.add_(cost, alpha=vscale)
 
     def _sign(self, b: int, like: torch.Tensor) -> torch.Tensor:
         """``(2B, 1)``: +1/B for the B pushed inputs, -1/B for the B targets (d L_f / d f)."""

@@ -93,7 +93,7 @@ class NOTTrainer:
         e.g. ``torch.bfloat16`` for mixed precision on CUDA.
     backward : {"auto", "manual", "autograd"}
         How the T- and f-steps get their gradients. ``manual``: the hand-written
-        steps of :mod:`notpipe.core.mlp_backward` (ReLU MLPs, strong/weak/no cost;
+        steps of :mod:`notpipe.core.mlp_backward` (ReLU MLPs, strong/weak/kernel/no cost;
         about 2x faster on the toys); ``autograd``: ``loss.backward()``; ``auto``
         (default): manual where it applies, else autograd.
     ema_decay : float
