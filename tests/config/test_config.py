@@ -67,6 +67,12 @@ def test_weak_gamma_above_one_rejected_negative_allowed():
         validate_config(cfg_with(cost={"name": "weak", "z_size": 4}, gamma_sweep=[0.0, 2.0]))
 
 
+def test_kernel_gamma_above_one_rejected():
+    with pytest.raises(ConfigError, match=r"cost.gamma: gamma=3.0 > 1 makes the kernel \(energy\) cost unbounded"):
+        validate_config(cfg_with(cost={"name": "kernel", "z_size": 4}, gamma_sweep=[0.5, 3.0]))
+    validate_config(cfg_with(cost={"name": "kernel", "gamma": 1.0, "z_size": 4}))
+
+
 def test_dim_mismatch_rejected():
     with pytest.raises(ConfigError, match="source dim 3 != target dim 2"):
         validate_config(cfg_with(source={"name": "gaussian", "dim": 3}))

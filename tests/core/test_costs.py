@@ -62,6 +62,22 @@ def test_make_cost_and_validation():
         WeakQuadratic(1.2)
     with pytest.raises(ValueError, match="unknown cost 'energy'"):
         make_cost({"name": "energy"})
+    with pytest.raises(ValueError, match="gamma=1.5 > 1 is unbounded below"):
+        KernelEnergy(1.5)
+
+
+def test_kernel_cost_above_gamma_one_is_unbounded_below():
+    """9 of 10 draws at x, one at distance R: the estimate is R/20 (1 - gamma), so
+    gamma <= 1 keeps it >= 0 and gamma > 1 sends it to -inf as R grows (why > 1 is refused)."""
+    cost = KernelEnergy(1.0, z_size=10)
+    x = torch.zeros(1, 2, dtype=torch.float64)
+    def draws(r):
+        ys = torch.zeros(1, 10, 2, dtype=torch.float64)
+        ys[0, 0, 0] = r
+        return ys
+    for r in (10.0, 100.0):
+        assert float(cost(x, draws(r))) == pytest.approx(0.0, abs=1e-5)  # distances clamp at 1e-6
+        assert float(cost(x, draws(r), gamma=1.5)) == pytest.approx(-r / 40, abs=1e-5)
 
 
 def test_gamma_schedule_linear_warmup():

@@ -118,11 +118,13 @@ def _check_cost(where: str, cost: dict, gammas: list, errors: list[str]) -> None
             errors.append(f"{where}.cost.gamma: required for the {cname} cost")
         if cost.get("z_size", 4) < 2:
             errors.append(f"{where}.cost.z_size: |Z_x| must be >= 2 for the {cname} cost")
-        if cname == "weak":
-            for g in gammas + ([cost["gamma"]] if "gamma" in cost else []):
-                if g > 1:
-                    errors.append(f"{where}.cost.gamma: gamma={g} > 1 makes the weak quadratic "
-                                  "cost ill-posed (allowed: gamma <= 1; negative = variance penalty)")
+        for g in gammas + ([cost["gamma"]] if "gamma" in cost else []):
+            if g > 1 and cname == "weak":
+                errors.append(f"{where}.cost.gamma: gamma={g} > 1 makes the weak quadratic "
+                              "cost ill-posed (allowed: gamma <= 1; negative = variance penalty)")
+            elif g > 1 and cname == "kernel":
+                errors.append(f"{where}.cost.gamma: gamma={g} > 1 makes the kernel (energy) cost "
+                              "unbounded below (allowed: gamma <= 1)")
 
 
 def _check_experiment(name: str, exp: dict, errors: list[str]) -> None:

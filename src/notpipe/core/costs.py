@@ -129,6 +129,8 @@ class KernelEnergy(Cost):
     name = "kernel"
 
     def __init__(self, gamma: float, z_size: int = 4, scaling: str = "sum"):
+        if gamma > 1:  # mass p at x and p at distance R: cost pR/2 (1 - gamma (1-p)) -> -inf
+            raise ValueError(f"kernel cost: gamma={gamma} > 1 is unbounded below")
         if z_size < 2:
             raise ValueError("kernel cost: z_size (|Z_x|) must be >= 2")
         super().__init__(scaling, gamma, z_size)
