@@ -2,7 +2,7 @@
 of issue 17 ("ours below the authors' 3-seed mean by more than the uncertainty").
 
 For every experiment of ``--config`` (default ``configs/authors_toy.yaml``), this trains T
-with :func:`notpipe.benchmarks.reference.authors_toy_2d` -- their notebook's code, on our
+with :func:`harness.reference.authors_toy_2d` -- their notebook's code, on our
 samplers so that both loops see the same laws -- with the experiment's seed, steps and
 sizes. The trained weights go into our :class:`~notpipe.toy.models.VectorMap` (same
 layers, same order) and :func:`notpipe.toy.evaluate` computes every metric with the
@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from harness.reference import authors_toy_2d_for, into_vector_map
 
 from notpipe import toy
-from notpipe.benchmarks.reference import authors_toy_2d_for, into_vector_map
 from notpipe.config import load_config, toy_experiments
 from notpipe.io import atomic_path
 from notpipe.paths import Layout

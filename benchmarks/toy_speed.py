@@ -3,11 +3,11 @@
 Two settings, each timed for the same number of f-steps from the same seed:
 
 * ``strong`` -- moons (Gaussian -> two moons), strong cost, MLP 2x100, batch 64, K_T 10;
-  reference: :func:`notpipe.benchmarks.reference.toy_loop` (``nn.Sequential``,
+  reference: :func:`harness.reference.toy_loop` (``nn.Sequential``,
   ``torch.optim.Adam``, ``F.mse_loss``, ``.item()`` every step);
 * ``weak`` -- the authors' NOT_toy_2D settings (``configs/authors_toy.yaml``: weak cost,
   γ 1, |Z_x| 4, MLPs 3x100, batch 64, K_T 10); reference: their notebook loop,
-  :func:`notpipe.benchmarks.reference.authors_toy_2d`.
+  :func:`harness.reference.authors_toy_2d`.
 
 "notpipe autograd" rows take ``loss.backward()``; "hand-written" is the default
 (``optim.backward: auto``): the gradients of :mod:`notpipe.core.mlp_backward`.
@@ -28,10 +28,10 @@ import time
 from pathlib import Path
 
 import torch
+from harness.measure import device_name, process_peak_rss
+from harness.reference import authors_toy_2d_for, toy_loop
 
 from notpipe import toy
-from notpipe.benchmarks.measure import device_name, process_peak_rss
-from notpipe.benchmarks.reference import authors_toy_2d_for, toy_loop
 from notpipe.config import load_config, validate_config
 
 #: configs/ of this checkout (the weak setting is configs/authors_toy.yaml)

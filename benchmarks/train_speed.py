@@ -26,8 +26,8 @@ graphs are not implemented (not part of the trainer).
 Reported: f-steps/s, images/s through T (``batch·(K_T·|Z_x|+1)`` per f-step), peak
 memory (CUDA ``max_memory_allocated``; on CPU the peak RSS of each phase, via
 ``/proc/self/clear_refs``, plus the process peak from ``getrusage``), the ratio
-ours/reference, model The FLOPs formula and the contenders' code: :mod:`notpipe.benchmarks.image` and
-:mod:`notpipe.benchmarks.reference`.
+ours/reference, model FLOPs and MFU. The FLOPs formula and the contenders' code: :mod:`harness.image`
+and :mod:`harness.reference` (``benchmarks/harness/``).
 
 Examples::
 
@@ -51,10 +51,9 @@ from pathlib import Path
 
 import torch
 
-from notpipe.benchmarks.image import (PRESETS, STEPS, WEAK_Z, Opts, Sizes, ablation_variants, check_losses,
-                                      flops_per_step, initial_weights, synthetic, time_ddp, time_loader,
-                                      time_ours, time_reference)
-from notpipe.benchmarks.measure import device_name, fmt_mem, peak_flops, process_peak_rss
+from harness.image import (PRESETS, STEPS, WEAK_Z, Opts, Sizes, ablation_variants, check_losses, flops_per_step,
+                           initial_weights, synthetic, time_ddp, time_loader, time_ours, time_reference)
+from harness.measure import device_name, fmt_mem, peak_flops, process_peak_rss
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -90,8 +89,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="compare both contenders' losses over the first N f-steps in fp32")
     ap.add_argument("--ref-workers", type=int, default=None,
                     help="DataLoader workers of the reference (default 0 on CPU, 4 on CUDA; authors 8)")
-    ap.add_argument("--authors-bn", action="store_true",
-                    help="reference puts T in eval mode for the f-step as the authors' freeze() does")
     ap.add_argument("--loader-seconds", type=float, default=1.0, help="how long to time the loader alone")
     ap.add_argument("--skip-reference", action="store_true", help="time only ours")
     ap.add_argument("--ddp", type=int, default=0, metavar="N",
@@ -133,7 +130,7 @@ def main(argv=None) -> dict:
               "device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
               "threads": torch.get_num_threads(), "preset": preset, "command": " ".join([sys.argv[0], *(argv or sys.argv[1:])]),
               "sizes": {**asdict(sz), "images_per_f_step": sz.images_per_step, "data_images_per_f_step": sz.data_per_step},
-              "options": asdict(eff), "reference_workers": workers, "authors_bn": args.authors_bn,
+              "options": asdict(eff), "reference_workers": workers,
               "cuda_graphs": "not implemented"}
     print(f"train_speed: {result['device']}, torch {torch.__version__}, preset {preset}")
     print(f"  {sz.size} px, batch {sz.batch}, K_T {sz.k_t}, cost {sz.cost}"
@@ -173,8 +170,7 @@ def main(argv=None) -> dict:
         arrays = synthetic(sz, Path(tmp))
         rows = []
         if not args.skip_reference:
-            ref = time_reference(sz, init, arrays, device, warmup, steps, fl["per_f_step"], workers, args.authors_bn,
-                                 repeats=rep)
+            ref = time_reference(sz, init, arrays, device, warmup, steps, fl["per_f_step"], workers, repeats=rep)
             result["reference"] = ref
             rows.append(("reference (authors' loop)", ref))
         ours = time_ours(sz, opts, init, arrays, device, warmup, steps, fl["per_f_step"], repeats=rep)
@@ -184,7 +180,7 @@ def main(argv=None) -> dict:
             result["ablation"] = []
             if not args.skip_reference:  # diagnostic: how much of the gap is the authors' gc.collect()
                 r = time_reference(sz, init, arrays, device, warmup, steps, fl["per_f_step"], workers,
-                                   args.authors_bn, gc_every_step=False, repeats=rep)
+                                   gc_every_step=False, repeats=rep)
                 r["label"] = "reference without gc.collect"
                 result["ablation"].append(r)
                 rows.append((r["label"], r))

@@ -1,4 +1,4 @@
-"""notpipe.benchmarks.reference.authors_toy_2d (the authors' NOT_toy_2D loop) and
+"""harness.reference.authors_toy_2d (benchmarks/harness/reference.py: the authors' NOT_toy_2D loop) and
 benchmarks/toy_authors.py, which evaluates it with our metrics."""
 
 import subprocess
@@ -9,9 +9,9 @@ import pytest
 import torch
 import yaml
 from conftest import REPO
+from harness.reference import authors_toy_2d, into_vector_map
 
 from notpipe import toy
-from notpipe.benchmarks.reference import authors_toy_2d, into_vector_map
 from notpipe.config import load_config
 
 

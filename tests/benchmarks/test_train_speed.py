@@ -1,4 +1,4 @@
-"""notpipe.benchmarks (what benchmarks/train_speed.py runs): the reference loop and our trainer
+"""benchmarks/harness (what benchmarks/train_speed.py runs): the reference loop and our trainer
 compute the same losses.
 
 The benchmark is only meaningful if speed is not bought with a different
@@ -16,8 +16,8 @@ import pytest
 import torch
 from conftest import REPO
 
-from notpipe.benchmarks import image as ts
-from notpipe.benchmarks.reference import ImageReference, Replay, ReplaySampler
+from harness import image as ts
+from harness.reference import ImageReference, Replay, ReplaySampler
 from notpipe.data.loader import to_float
 
 TINY = dict(size=16, batch=4, k_t=2, t_base=4, t_depth=2, f_nf=4, f_max=8, n_images=32)

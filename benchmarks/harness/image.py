@@ -4,7 +4,7 @@ Both contenders train the same U-Net T and ResNet_D f (same sizes, same initial
 weights) with the same batch size, K_T and cost on the same synthetic data. Ours is
 built by :func:`notpipe.train.build_trainer` (what ``notpipe.train.build`` uses),
 from a run block made of :class:`Sizes` and :class:`Opts`; the reference is
-:class:`notpipe.benchmarks.reference.ImageReference`. ``benchmarks/train_speed.py``
+:class:`harness.reference.ImageReference`. ``benchmarks/train_speed.py``
 is the command line around this module.
 
 FLOPs per f-step (``F_T``, ``F_f``: forward FLOPs of T and f for one image from
@@ -29,13 +29,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from notpipe.benchmarks.measure import sync, timed
-from notpipe.benchmarks.reference import ImageReference, Replay, ReplaySampler, reference_samplers
 from notpipe.core.costs import make_cost
 from notpipe.core.trainer import NOTTrainer
 from notpipe.data.loader import ImageSampler, to_float
 from notpipe.train import build_models, build_trainer
 from notpipe.train.models import conv_flops
+
+from .measure import sync, timed
+from .reference import ImageReference, Replay, ReplaySampler, reference_samplers
 
 @dataclass
 class Sizes:
@@ -202,11 +203,10 @@ def _rates(out: dict, sz: Sizes, flops: int) -> dict:
 
 
 def time_reference(sz: Sizes, init: dict, arrays: dict, device: torch.device, warmup: int, steps: int,
-                   flops: int, workers: int, authors_bn: bool = False, gc_every_step: bool = True,
-                   repeats: int = 1) -> dict:
+                   flops: int, workers: int, gc_every_step: bool = True, repeats: int = 1) -> dict:
     xs, ys = reference_samplers(arrays, sz, device, workers)
     torch.manual_seed(sz.seed)
-    ref = ImageReference(sz, init, device, xs, ys, authors_bn=authors_bn, gc_every_step=gc_every_step)
+    ref = ImageReference(sz, init, device, xs, ys, gc_every_step=gc_every_step)
     out = _rates(timed(ref.run, warmup, steps, device, repeats), sz, flops)
     del ref, xs, ys
     return out

@@ -2,7 +2,9 @@
 
 * :func:`image_loop` / :class:`ImageReference`: the image loop as the authors'
   ``NOT_training_strong`` / ``NOT_training_weak`` notebooks write it -- fp32, NCHW,
-  ``torch.optim.Adam(foreach=False)``, ``freeze``/``unfreeze`` every step, K_T T-steps
+  ``torch.optim.Adam(foreach=False)``, ``freeze``/``unfreeze`` every step (``freeze``
+  also puts the frozen network in eval mode, so T's BatchNorm uses and keeps its running
+  statistics in the f-step), K_T T-steps
   each on a fresh X batch from a DataLoader over a float host tensor sent with
   ``.to(device)``, the weak cost as ``X.repeat`` + a noise channel +
   ``mse(X, mean_z T) + (1-γ-1/Z)·var_z T``, ``.item()`` logging every step and
@@ -11,7 +13,7 @@
   ``torch.optim.Adam``, ``F.mse_loss``, one sampler call per batch).
 
 ``sz`` is any object with the benchmark's sizes (``batch``, ``k_t``, ``size``,
-``z_size``, ``gamma``, ``weak``, ``t_base``, ... as :class:`notpipe.benchmarks.image.Sizes`).
+``z_size``, ``gamma``, ``weak``, ``t_base``, ... as :class:`harness.image.Sizes`).
 """
 
 from __future__ import annotations
@@ -44,12 +46,11 @@ class Replay:
         return out[0] if len(out) == 1 else torch.cat(out)
 
 
-def freeze(model: nn.Module, eval_mode: bool = False) -> None:
-    """Authors' ``tools.freeze`` (which also calls ``model.eval()``: ``eval_mode=True``)."""
+def freeze(model: nn.Module) -> None:
+    """Authors' ``tools.freeze``: no gradients, eval mode."""
     for p in model.parameters():
         p.requires_grad_(False)
-    if eval_mode:
-        model.eval()
+    model.eval()
 
 
 def unfreeze(model: nn.Module) -> None:
@@ -105,15 +106,12 @@ def reference_samplers(arrays: dict, sz, device: torch.device, workers: int):
 
 
 def image_loop(T: nn.Module, f: nn.Module, T_opt, f_opt, X_sampler, Y_sampler, sample_z, sz,
-                   steps: int, device: torch.device, authors_bn: bool = False,
-                   gc_every_step: bool = True) -> list[tuple[float, float]]:
+               steps: int, device: torch.device, gc_every_step: bool = True) -> list[tuple[float, float]]:
     """``steps`` f-steps of the authors' notebook loop; returns per-step (mean T loss, f loss).
 
     ``sample_z(shape)`` draws the noise (authors: ``torch.randn(shape, device='cuda') * Z_STD``).
-    ``authors_bn=True`` puts T in eval mode for the f-step as the authors' ``freeze`` does (their T
-    then uses BatchNorm running statistics there); the default keeps it in train mode like
-    :class:`NOTTrainer`, so that both compute the same thing. ``gc_every_step=False`` drops the
-    authors' ``gc.collect()`` / ``torch.cuda.empty_cache()`` calls (diagnostic row of the ablation).
+    ``gc_every_step=False`` drops the authors' ``gc.collect()`` / ``torch.cuda.empty_cache()``
+    calls (diagnostic row of the ablation).
     """
     cuda = device.type == "cuda" and gc_every_step
     collect = gc.collect if gc_every_step else (lambda: None)
@@ -122,7 +120,7 @@ def image_loop(T: nn.Module, f: nn.Module, T_opt, f_opt, X_sampler, Y_sampler, s
     for step in range(steps):
         # T optimization
         unfreeze(T)
-        freeze(f, authors_bn)
+        freeze(f)
         T_sum = torch.zeros((), device=device)
         for t_iter in range(sz.k_t):
             T_opt.zero_grad()
@@ -149,7 +147,7 @@ def image_loop(T: nn.Module, f: nn.Module, T_opt, f_opt, X_sampler, Y_sampler, s
             torch.cuda.empty_cache()
 
         # f optimization
-        freeze(T, authors_bn)
+        freeze(T)
         unfreeze(f)
         X = X_sampler.sample(B)
         with torch.no_grad():
@@ -178,8 +176,8 @@ class ImageReference:
     """The reference contender: its own T (``UNet(3 + ZC, 3)`` for weak, as the authors), f, Adams."""
 
     def __init__(self, sz, init: dict, device: torch.device, X_sampler, Y_sampler, sample_z=None,
-                 authors_bn: bool = False, gc_every_step: bool = True):
-        self.sz, self.device, self.authors_bn, self.gc_every_step = sz, device, authors_bn, gc_every_step
+                 gc_every_step: bool = True):
+        self.sz, self.device, self.gc_every_step = sz, device, gc_every_step
         self.T = UNet(3 + (1 if sz.weak else 0), 3, base=sz.t_base, depth=sz.t_depth)
         self.f = ResNetD(sz.size, 3, nf=sz.f_nf, nf_max=sz.f_max)
         self.T.load_state_dict(init["T"])
@@ -194,7 +192,7 @@ class ImageReference:
 
     def run(self, steps: int) -> list[tuple[float, float]]:
         logs = image_loop(self.T, self.f, self.T_opt, self.f_opt, self.X_sampler, self.Y_sampler,
-                              self.sample_z, self.sz, steps, self.device, self.authors_bn, self.gc_every_step)
+                          self.sample_z, self.sz, steps, self.device, self.gc_every_step)
         self.step += steps
         return logs
 
@@ -266,7 +264,7 @@ def authors_toy_2d(X_sampler, Y_sampler, steps: int, *, dim: int = 2, zd: int = 
     g = generator or torch.Generator().manual_seed(seed)
     for _ in range(steps):
         unfreeze(T)
-        freeze(f, eval_mode=True)
+        freeze(f)
         for _ in range(t_iters):
             T_opt.zero_grad()
             X = X_sampler(batch, g).reshape(-1, 1, dim).repeat(1, z_size, 1)
@@ -278,7 +276,7 @@ def authors_toy_2d(X_sampler, Y_sampler, steps: int, *, dim: int = 2, zd: int = 
                 f(T_XZ.flatten(start_dim=0, end_dim=1)).mean() - T_XZ.var(dim=1).mean() / z_size
             T_loss.backward()
             T_opt.step()
-        freeze(T, eval_mode=True)
+        freeze(T)
         unfreeze(f)
         X = X_sampler(batch, g)
         with torch.no_grad():
