@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-ROW = re.compile(r"^(\S.*?)\s{2,}(ok|warn|FAIL)\b\s*(.*)$")
+ROW = re.compile(r"^(\S.*?)\s{2,}(ok|warn|FAIL|\?)(?:\s+|$)(.*)$")
 
 
 def doctor(*args, cwd=REPO):
@@ -97,14 +97,56 @@ def test_offline_missing_weights_name_url_and_full_path(tmp_path):
     assert table(res.stdout)["weights fid"][0] == "ok"
 
 
-def test_online_weights_are_downloadable(tmp_path):
+def test_online_weights_are_not_checked_without_the_option(tmp_path):
     cfg = write_config(tmp_path, **{"data.offline": False, "eval.feature_extractor": "clean"})
     res = doctor("doctor", "--configfile", str(cfg))
     assert res.returncode == 0, res.stdout + res.stderr
     rows = table(res.stdout)
-    assert rows["weights fid"] == ("ok", "inception-2015-12-05.pt downloadable")
+    assert rows["weights fid"] == ("?", "inception-2015-12-05.pt to download; host not checked "
+                                        "(--check-downloads tries it)")
     assert "weights lpips" not in rows  # toy.yaml: random LPIPS trunk
     assert rows["run shapes_strong"] == ("ok", "can start (after downloads)")
+    assert "1 download host(s) not checked (--check-downloads)" in res.stdout
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens there once the socket is closed
+
+
+def test_check_downloads_contacts_each_host(tmp_path, http_server):
+    http_server.files["/set.zip"] = (b"PK" + bytes(100), "application/zip")
+    down = f"http://127.0.0.1:{_closed_port()}/gone.zip"
+    sets = {**yaml.safe_load((REPO / "configs" / "toy.yaml").read_text()).get("datasets", {}),
+            "up_set": {"url": http_server.url("/set.zip"), "format": "image_folder_zip"},
+            "down_set": {"url": down, "format": "image_folder_zip"}}
+    cfg = write_config(tmp_path, **{"datasets": sets, "data.build": ["up_set", "down_set"], "data.image_size": 32,
+                                    "data.offline": False})
+    res = doctor("doctor", "--configfile", str(cfg))  # not asked: no request at all
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert table(res.stdout)["data up_set_32"][0] == "?" and not http_server.requests
+
+    res = doctor("doctor", "--configfile", str(cfg), "--check-downloads")
+    assert res.returncode == 1, res.stdout + res.stderr
+    rows = table(res.stdout)
+    status, text = rows["data up_set_32"]
+    assert status == "ok" and "127.0.0.1 answers (HTTP 200)" in text
+    assert [m for m, p, _ in http_server.requests] == ["HEAD"]
+    status, text = rows["data down_set_32"]
+    assert status == "FAIL" and "cannot reach 127.0.0.1 within 5 s" in text
+    raw = tmp_path / "results" / "data" / "raw"
+    assert f"download {down} elsewhere, save it as {raw / 'gone.zip'} and set data.offline: true" in text
+
+
+def test_python_m_notpipe_cli_runs_the_command():
+    """Without the venv's bin/ on PATH, `python -m notpipe.cli` is the command."""
+    res = subprocess.run([sys.executable, "-m", "notpipe.cli", "doctor", "--help"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("usage: notpipe doctor") and "--check-downloads" in res.stdout
 
 
 def test_missing_local_only_dataset(tmp_path):

@@ -4,8 +4,9 @@ It checks Python, torch/CUDA and the GPUs, TeX for the report, the FID/LPIPS
 weights, every data set the config needs, the free disk space against what is
 still to download, the Snakemake profile's executor plugin, and which image runs
 and toy experiments can start now. It only looks: nothing is downloaded or
-written. Exit status 1 when a line says FAIL (the config cannot run), 0 otherwise,
-2 when the config itself is invalid.
+written. Download hosts are not contacted unless --check-downloads is given (then
+one HEAD request per file, with a short timeout). Exit status 1 when a line says
+FAIL (the config cannot run), 0 otherwise, 2 when the config itself is invalid.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from pathlib import Path
 import yaml
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
+#: a download whose host was not contacted (without --check-downloads)
+UNCHECKED = "?"
+#: seconds one --check-downloads request may take
+PROBE_TIMEOUT = 5.0
 #: the Debian packages .ci/run installs for the report
 TEX_FIX = "apt-get install --no-install-recommends texlive-latex-recommended texlive-latex-extra latexmk"
 #: width of the table
@@ -50,6 +55,54 @@ def repo_root() -> Path | None:
 
 def gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB"
+
+
+class Probe:
+    """Whether download URLs answer: one HEAD request each (GET of byte 0 when HEAD is refused),
+    ``timeout`` seconds at most; ``None`` when checking is off. Each URL is asked once."""
+
+    def __init__(self, enabled: bool, timeout: float = PROBE_TIMEOUT):
+        self.enabled, self.timeout, self.seen = enabled, timeout, {}
+
+    def __call__(self, url: str) -> tuple[bool, str] | None:
+        if not self.enabled:
+            return None
+        if url not in self.seen:
+            self.seen[url] = self._ask(url)
+        return self.seen[url]
+
+    def _ask(self, url: str) -> tuple[bool, str]:
+        import socket
+        import urllib.error
+        import urllib.request
+        from urllib.parse import urlsplit
+
+        host = urlsplit(url).hostname or url
+        for method, headers in (("HEAD", {}), ("GET", {"Range": "bytes=0-0"})):
+            req = urllib.request.Request(url, method=method, headers={"User-Agent": "notpipe-doctor", **headers})
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                    return True, f"{host} answers (HTTP {resp.status})"
+            except urllib.error.HTTPError as err:
+                if method == "HEAD" and err.code in (403, 405, 501):
+                    continue  # some hosts refuse HEAD: ask for one byte instead
+                return False, f"{host} answers HTTP {err.code} for {url}"
+            except (urllib.error.URLError, socket.timeout, OSError) as err:
+                why = getattr(err, "reason", err)
+                return False, f"cannot reach {host} within {self.timeout:g} s ({why})"
+        return False, f"{host} refuses HEAD and ranged GET requests"
+
+
+def download_row(label: str, what: str, url: str, dest: Path, probe: Probe) -> Row:
+    """The row of a file still to download: its host contacted (``--check-downloads``) or not."""
+    answer = probe(url)
+    if answer is None:
+        return Row(label, UNCHECKED, f"{what} to download; host not checked (--check-downloads tries it)")
+    ok, detail = answer
+    if ok:
+        return Row(label, OK, f"{what} to download; {detail}")
+    return Row(label, FAIL, f"{what} to download; {detail}",
+               f"check the network, or download {url} elsewhere, save it as {dest} and set data.offline: true")
 
 
 # ---------------------------------------------------------------- machine
@@ -132,7 +185,7 @@ def check_tex(cfg: dict) -> Row:
 
 
 # ---------------------------------------------------------------- inputs
-def check_weights(cfg: dict, absp) -> list[Row]:
+def check_weights(cfg: dict, absp, probe: Probe | None = None) -> list[Row]:
     """The FID / LPIPS files the evaluation reads (rule ``weights``' own list of them)."""
     from notpipe.evaluate.weights import required
     from notpipe.paths import shared_dir
@@ -149,7 +202,7 @@ def check_weights(cfg: dict, absp) -> list[Row]:
         elif not w.download:
             rows.append(Row(label, FAIL, f"{w.file} missing at the configured eval.{w.key}", fix))
         else:
-            rows.append(Row(label, OK, f"{w.file} downloadable"))
+            rows.append(download_row(label, w.file, w.url, path, probe or Probe(False)))
     if not rows:
         why = "random smoke networks" if runs else "no image runs"
         rows.append(Row("weights", OK, f"none needed ({why})"))
@@ -181,7 +234,7 @@ def needed_datasets(cfg: dict, known: dict | None = None) -> list[tuple[str, int
 
 
 def check_dataset(name: str, size: int, spec: dict, layout, absp, offline: bool,
-                  reported: dict) -> tuple[Row, dict[str, float]]:
+                  reported: dict, probe: Probe | None = None) -> tuple[Row, dict[str, float]]:
     """Row of one data set and ``{raw file: bytes}`` it still has to download."""
     from notpipe.data.datasets import sources
 
@@ -201,7 +254,8 @@ def check_dataset(name: str, size: int, spec: dict, layout, absp, offline: bool,
         if offline:
             return Row(label, FAIL, f"torchvision {spec['torchvision']} absent; offline",
                        f"set data.offline: false or copy the torchvision download to {root}"), {}
-        return Row(label, OK, f"downloadable (torchvision {spec['torchvision']})"), {}
+        return Row(label, UNCHECKED, f"torchvision {spec['torchvision']} to download from torchvision's "
+                   "mirrors; not checked"), {}
     files = sources(spec, raw)
     missing = [f for f in files if not Path(f["path"]).exists()]
     local = bool(spec.get("path"))
@@ -226,7 +280,11 @@ def check_dataset(name: str, size: int, spec: dict, layout, absp, offline: bool,
     per_file = (spec.get("size_bytes") or 0) / max(len(files), 1)
     todo = {Path(f["path"]).name: per_file for f in missing}
     size_txt = gb(sum(todo.values())) if per_file else "size unknown"
-    return Row(label, OK, f"downloadable ({size_txt})"), todo
+    rows = [download_row(label, f"{names} ({size_txt})", f["url"], Path(f["path"]), probe or Probe(False))
+            for f in missing]
+    worst = next((r for r in rows if r.status == FAIL), None) or next(
+        (r for r in rows if r.status == UNCHECKED), rows[0])
+    return Row(label, worst.status, worst.detail, worst.fix), todo
 
 
 def check_disk(path: Path, todo: dict[str, float]) -> Row:
@@ -299,7 +357,8 @@ def render(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def diagnose(cfg: dict, profile: str = "default", explicit_profile: bool = False) -> list[Row]:
+def diagnose(cfg: dict, profile: str = "default", explicit_profile: bool = False,
+             check_downloads: bool = False) -> list[Row]:
     from notpipe.data.datasets import resolve_datasets
     from notpipe.paths import Layout
 
@@ -313,12 +372,13 @@ def diagnose(cfg: dict, profile: str = "default", explicit_profile: bool = False
     rows = [check_python()]
     torch_rows, n_gpu = check_torch(cfg)
     rows += torch_rows + [check_snakemake(), check_tex(cfg)]
-    weight_rows = check_weights(cfg, absp)
+    probe = Probe(check_downloads)
+    weight_rows = check_weights(cfg, absp, probe)
     rows += weight_rows
     layout, known = Layout.from_config(cfg), resolve_datasets(cfg["datasets"])
     reported, todo, state = {}, {}, {}
     for (name, size) in needed_datasets(cfg, known):
-        row, more = check_dataset(name, size, known[name], layout, absp, cfg["data"]["offline"], reported)
+        row, more = check_dataset(name, size, known[name], layout, absp, cfg["data"]["offline"], reported, probe)
         rows.append(row)
         todo.update(more)
         state[(name, size)] = row
@@ -335,7 +395,7 @@ def diagnose(cfg: dict, profile: str = "default", explicit_profile: bool = False
             rows.append(Row(f"run {run}", WARN, "can train; its evaluation needs the weights",
                             "see the weights rows"))
         else:
-            later = any("downloadable" in r.detail for r in [*weight_rows, *(state[k] for k in keys)])
+            later = any("to download" in r.detail for r in [*weight_rows, *(state[k] for k in keys)])
             rows.append(Row(f"run {run}", OK, "can start" + (" (after downloads)" if later else " now")))
     from notpipe.config import toy_experiments
 
@@ -365,13 +425,15 @@ def run(args: argparse.Namespace) -> int:
             msg = " ".join(part.strip() for part in msg.splitlines())
         print(f"notpipe doctor: {path}: {msg}", file=sys.stderr)
         return 2
-    rows = diagnose(cfg, args.profile or "default", explicit_profile=args.profile is not None)
+    rows = diagnose(cfg, args.profile or "default", explicit_profile=args.profile is not None,
+                    check_downloads=args.check_downloads)
     print(f"notpipe doctor: {os.path.abspath(path)} (suite {cfg['suite']}), profile {args.profile or 'default'}")
     print(render(rows))
-    fails, warns = (sum(r.status == s for r in rows) for s in (FAIL, WARN))
+    fails, warns, unchecked = (sum(r.status == s for r in rows) for s in (FAIL, WARN, UNCHECKED))
     print("-" * LINE)
-    print(f"{fails} FAIL, {warns} warn: " + ("this config cannot run here; see the fixes" if fails else
-                                            "this config can run here"))
+    hosts = f", {unchecked} download host(s) not checked (--check-downloads)" if unchecked else ""
+    print(f"{fails} FAIL, {warns} warn{hosts}: " + ("this config cannot run here; see the fixes" if fails else
+                                                    "this config can run here"))
     return 1 if fails else 0
 
 
@@ -381,4 +443,7 @@ def add_parser(sub) -> None:
     p.add_argument("--configfile", metavar="C", help="the config (default: config.yaml here or in the repo)")
     p.add_argument("--profile", metavar="P", help="Snakemake profile: a name under profiles/ or a folder "
                    "(default: profiles/default, the workflow profile)")
+    p.add_argument("--check-downloads", action="store_true",
+                   help=f"contact each download host (one HEAD request per file, {PROBE_TIMEOUT:g} s timeout); "
+                   "without it those rows say 'not checked'")
     p.set_defaults(func=run)
