@@ -10,7 +10,7 @@ from notpipe.data.datasets import base_of, data_sides, resolve_datasets, sources
 from notpipe.paths import Layout, fid_tag, snapshot_steps, step_file
 
 try:
-    _checked = validate_config(config, schema=None)
+    _checked = validate_config(config, schema=None, source=", ".join(map(str, workflow.configfiles)) or "config")
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 config.clear()

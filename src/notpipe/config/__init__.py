@@ -24,10 +24,79 @@ SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 PLANAR_SAMPLERS = {"moons", "8gaussians", "swissroll", "circles"}
 
 
+#: most values (mappings, lists and scalars) a config may hold once its YAML aliases are
+#: expanded; the largest shipped config holds about 1,200, and validating 100,000 takes seconds
+MAX_CONFIG_VALUES = 100_000
+
+
 class ConfigError(ValueError):
     """Invalid configuration; the message lists every problem found."""
 
     one_line = True  # stage.entry prints it without a traceback on the command line
+
+
+class _Recursive(Exception):
+    """A value that contains itself (a YAML alias inside its own anchor)."""
+
+
+def _expanded_size(root, children: Callable, cap: int) -> int | None:
+    """How many values ``root`` holds with every shared part counted once per use (as a copy
+    of it would hold), or None once past ``cap``. Shared parts are sized once (memo), so this
+    is linear in the stored graph even when its expansion is exponential."""
+    memo: dict[int, int] = {}
+    open_: set[int] = set()  # ids whose subtree is being sized: the ancestors of the top of the stack
+    stack: list[tuple[object, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            open_.discard(key)
+            memo[key] = size = 1 + sum(memo[id(c)] for c in children(node))
+            if size > cap:
+                return None
+            continue
+        if key in memo:
+            continue
+        if key in open_:
+            raise _Recursive
+        kids = children(node)
+        if not kids:
+            memo[key] = 1
+            continue
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in kids if id(c) not in memo)
+    return memo[id(root)]
+
+
+def _yaml_children(node) -> list:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [x for pair in node.value for x in pair]
+    return []
+
+
+def _value_children(value) -> list:
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return []
+
+
+def _check_expanded(root, children: Callable, source: str) -> None:
+    """Refuse ``root`` (YAML nodes or loaded values) when aliases make it expand past
+    :data:`MAX_CONFIG_VALUES` values or into itself: one line naming ``source``."""
+    try:
+        size = _expanded_size(root, children, MAX_CONFIG_VALUES)
+    except _Recursive:
+        raise ConfigError(f"{source}: a YAML alias is used inside its own anchor (the config would "
+                          "contain itself); write the value out instead") from None
+    if size is None:
+        raise ConfigError(f"{source}: the config expands to more than {MAX_CONFIG_VALUES:,} values "
+                          "once its YAML aliases (*name) are copied out, far more than any pipeline "
+                          "config needs; write the values out or use fewer nested aliases") from None
 
 
 def load_schema(path: str | Path | None = None) -> dict:
@@ -72,7 +141,32 @@ def _format_error(err: jsonschema.ValidationError) -> list[str]:
         return [f"{where}: {err.message}"]
     if err.validator == "propertyNames":
         return [f"{where}: name {err.instance!r} must match {err.validator_value}"]
+    if err.validator == "maximum" and isinstance(err.instance, (int, float)):
+        return [f"{where}: {err.instance} is above the maximum {err.validator_value}"
+                f"{_memory_note(err.absolute_path, err.instance)}; lower it"]
     return [f"{where}: {err.message}"]
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return ""  # unreachable
+
+
+def _memory_note(path, value) -> str:
+    """What ``value`` of a size key would allocate (the reason for its maximum)."""
+    key = path[-1] if path else None
+    if key in ("image_size", "pre_resize"):
+        one = 3 * value * value
+        return (f" (one {value}x{value} RGB image takes {_bytes(one)} as uint8 and "
+                f"{_bytes(4 * one)} as float32; a data set of 10,000 such images {_bytes(1e4 * one)})")
+    if key == "n_eval":
+        return f" (the exact W2 holds an n_eval x n_eval float64 cost matrix: {_bytes(8.0 * value * value)})"
+    if key == "z_eval":
+        return " (T is pushed z_eval times per input: n_eval x z_eval samples at once)"
+    return ""
 
 
 def _sampler_dim(s: dict, where: str, errors: list[str]) -> int:
@@ -249,8 +343,10 @@ def _semantic(cfg: dict, broken: list[tuple], lines: list[str]) -> None:
         _guarded([p for p in broken if p[:2] != ("toy", "experiments")], ("toy",), sweeps, lines)
 
 
-def validate_config(config: dict, schema: dict | None = None) -> dict:
+def validate_config(config: dict, schema: dict | None = None, *, source: str = "config") -> dict:
     """Validate ``config`` and return a copy with every default filled in.
+
+    ``source`` names the config (its file) in the message about an oversized config.
 
     Raises
     ------
@@ -260,6 +356,8 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     if not isinstance(config, dict):
         raise ConfigError(f"invalid config:\n  <top level>: must be a mapping of keys (suite, toy, "
                           f"images, ...), got {type(config).__name__}")
+    # before the schema walks it: shared values (YAML aliases) are walked once per use
+    _check_expanded(config, _value_children, source)
     cfg = copy.deepcopy(dict(config))
     validator = _defaulting_validator(schema or load_schema())
     errs = sorted(validator.iter_errors(cfg), key=lambda e: [str(p) for p in e.absolute_path])
@@ -275,10 +373,24 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
 
 def read_yaml(path: str | Path):
     """``yaml.safe_load`` of a config file; a syntax error becomes one :class:`ConfigError` line
-    naming the file, the line and the column."""
+    naming the file, the line and the column.
+
+    Aliases (``*name``, ``<<: *name``) are allowed, but a file whose values, once every alias is
+    copied out, exceed :data:`MAX_CONFIG_VALUES` (an alias bomb) or contain themselves is
+    refused before anything walks them."""
     try:
         with open(path) as fh:
-            return yaml.safe_load(fh)
+            loader = yaml.SafeLoader(fh)
+            try:
+                node = loader.get_single_node()
+                if node is None:
+                    return None
+                _check_expanded(node, _yaml_children, str(path))
+                return loader.construct_document(node)
+            finally:
+                loader.dispose()
+    except RecursionError:
+        raise ConfigError(f"{path}: the YAML is nested too deeply to read; flatten it") from None
     except yaml.YAMLError as err:
         def at(m) -> str:
             return f"line {m.line + 1}, column {m.column + 1}"
