@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+import yaml
 from conftest import REPO
 
 
@@ -38,3 +40,45 @@ def test_under_snakemake_a_user_error_is_one_line_and_the_trace_goes_to_the_log(
     assert len(line) == 1 and "anime_faces.zip not found" in line[0] and "full trace: results/logs/" in line[0]
     log = (tmp_path / "results/logs/data/anime_16.prepare.log").read_text()
     assert "Traceback" in log and "DatasetError" in log
+
+
+def test_under_snakemake_a_warning_reaches_the_terminal_as_one_line(tmp_path, capsys):
+    """entry() with a Snakemake-like object: the log gets the record, the terminal one line."""
+    import logging
+    import types
+
+    from notpipe.stage import entry
+
+    log = tmp_path / "logs" / "job.log"
+
+    def main():
+        logging.getLogger("notpipe.core.checkpoint").warning("moons: not resuming x.pt (config changed: a: 1 -> 2)\nmore")
+        logging.getLogger("notpipe").info("training from step 0")
+
+    smk = types.SimpleNamespace(log=[str(log)], threads=1)
+    entry(main, None, lambda s: {}, smk, torch_threads=False)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"warning: moons: not resuming x.pt (config changed: a: 1 -> 2) (log: {log})"]
+    text = log.read_text()
+    assert "WARNING notpipe.core.checkpoint: moons: not resuming" in text and "training from step 0" in text
+    assert not logging.getLogger("notpipe").handlers  # removed again when the job ends
+
+
+@pytest.mark.slow
+def test_a_config_change_that_restarts_a_toy_run_is_on_the_terminal(tmp_path):
+    from snakemake_runner import run_snakemake
+
+    exp = {"source": {"name": "gaussian", "dim": 2}, "target": {"name": "gaussian", "dim": 2, "mean": [1.0, 0.0]},
+           "cost": {"name": "strong"}, "steps": 20, "batch": 16, "k_t": 2, "log_every": 10,
+           "checkpoint_every": 10, "model": {"hidden_t": [16], "hidden_f": [16]}}
+    model = "results/main/toy/g/model.pt"
+    args = [model, "--cores", "1", "--configfile", str(tmp_path / "c.yaml"), "--directory", str(tmp_path)]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"toy": {"experiments": {"g": exp}}}))
+    run_snakemake(*args)
+    exp["source"]["cov"] = "random"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"toy": {"experiments": {"g": exp}}}))
+    proc = run_snakemake(*args)
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("warning: ")]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert "g: not resuming" in lines[0] and "source.cov: '<unset>' -> 'random'" in lines[0]
+    assert lines[0].endswith("(log: results/logs/main/toy/g.train.log)")

@@ -4,7 +4,9 @@ A stage script defines ``main(**kwargs)``, an ``argparse`` parser and a function
 mapping Snakemake's ``snakemake`` object to the same keyword arguments, then
 calls :func:`entry`. Under Snakemake's ``script:`` directive, logging (and
 stderr, so tqdm bars and tracebacks) go to ``snakemake.log[0]`` and torch uses
-``snakemake.threads`` threads; from the command line, logging goes to stderr.
+``snakemake.threads`` threads; a warning of the ``notpipe`` loggers also reaches
+the terminal as one line, as an error does. From the command line, logging goes
+to stderr.
 """
 
 from __future__ import annotations
@@ -23,6 +25,37 @@ def setup_logging(stream=None) -> None:
     logging.basicConfig(level=logging.INFO, format=FORMAT, stream=stream or sys.stderr, force=True)
 
 
+class TerminalWarnings(logging.Handler):
+    """Each warning as one line ``warning: ... (log: PATH)`` on ``stream`` (the terminal), while
+    the job's log keeps the full record. Errors are not repeated here: :func:`entry` prints them."""
+
+    def __init__(self, stream, log: str | None = None):
+        super().__init__(logging.WARNING)
+        self.stream, self.log = stream, log
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno == logging.WARNING
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            first = (record.getMessage().splitlines() or [""])[0]
+            self.stream.write(f"warning: {first}" + (f" (log: {self.log})" if self.log else "") + "\n")
+            self.stream.flush()
+        except Exception:  # noqa: BLE001 (logging's own convention: never raise from a handler)
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def warnings_to(stream, log: str | None):
+    """Send the ``notpipe`` loggers' warnings to ``stream`` as one line each while inside."""
+    handler, logger = TerminalWarnings(stream, log), logging.getLogger("notpipe")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 @contextlib.contextmanager
 def _stderr_to(path: str | None):
     if not path:
@@ -33,7 +66,8 @@ def _stderr_to(path: str | None):
         old, sys.stderr = sys.stderr, fh
         try:
             setup_logging(fh)
-            yield
+            with warnings_to(old, path):  # the terminal still gets what a user must see
+                yield
         finally:
             sys.stderr = old
 

@@ -27,6 +27,7 @@ import hashlib
 import inspect
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -147,6 +148,10 @@ def _setup_logging(log_path: str | None, rank: int) -> None:
     fmt = f"%(asctime)s %(levelname)s rank {rank} %(name)s: %(message)s"
     stream = open(log_path, "a", buffering=1) if log_path else None  # noqa: SIM115 (lives with the process)
     logging.basicConfig(level=logging.INFO, format=fmt, stream=stream, force=True)
+    if log_path and rank == 0:  # rank 0's warnings (e.g. a collapse) reach the terminal too, one line each
+        from notpipe.stage import TerminalWarnings
+
+        logging.getLogger("notpipe").addHandler(TerminalWarnings(sys.stderr, log_path))
 
 
 def weights_digest(*modules: nn.Module) -> str:
