@@ -97,3 +97,27 @@ def test_fused_batch_mean_equals_definition(z, scaling):
     plain = c(x, ys).mean()
     (gp,) = torch.autograd.grad(plain, ys)
     assert torch.allclose(fused, plain) and torch.allclose(gf, gp)
+
+
+def test_kernel_raw_scaling_is_the_authors_energy_loss():
+    """Kernel NOT's T loss term, written as their notebook does (KNOT_training_weak, cell 17):
+    mean ||X - T_XZ|| - gamma * .5 * cdist(T_XZ, T_XZ).mean() * Z / (Z - 1), on images."""
+    import torch
+
+    from notpipe.core.costs import make_cost
+
+    g = torch.Generator().manual_seed(3)
+    b, z, shape = 5, 4, (3, 8, 8)
+    x = torch.randn(b, *shape, generator=g)
+    ys = torch.randn(b, z, *shape, generator=g)
+    gamma = 0.333
+    X = x[:, None].repeat(1, z, 1, 1, 1)
+    var = .5 * torch.cdist(ys.flatten(start_dim=2), ys.flatten(start_dim=2)).mean() * z / (z - 1)
+    theirs = (X - ys).flatten(start_dim=2).norm(dim=2).mean() - gamma * var
+    cost = make_cost({"name": "kernel", "gamma": gamma, "z_size": z, "scaling": "raw"})
+    assert torch.allclose(cost.batch_mean(x, ys, gamma), theirs, rtol=1e-6)
+    # the per-pixel "mean" scaling weighs it 2 sqrt(D) times less: 443x at 3x128x128
+    mean = make_cost({"name": "kernel", "gamma": gamma, "z_size": z, "scaling": "mean"})
+    ratio = cost.batch_mean(x, ys, gamma) / mean.batch_mean(x, ys, gamma)
+    assert torch.allclose(ratio, torch.tensor(2 * (3 * 8 * 8) ** 0.5), rtol=1e-5)
+    assert round(2 * (3 * 128 * 128) ** 0.5) == 443

@@ -56,11 +56,15 @@ def test_curve_and_summary_keep_published_numbers_apart(tmp_path, repo):
     assert curve.fid.tolist() == [50.0, 40.0]
     metrics = tmp_path / "m.csv"
     pd.DataFrame([r for r in rows if r["step"] == 4]).to_csv(metrics, index=False)
-    runs = {"hs": {"source": "handbag", "target": "shoes", "cost": {"name": "weak"}, "image_size": 128}}
+    runs = {"hs": {"source": "handbag", "target": "shoes", "cost": {"name": "weak"}, "image_size": 64}}
     s = evaluate.summary([metrics], runs, repo / "workflow/resources/published_fid.csv").iloc[0]
     assert s.fid == 40.0 and s.fid_std == 0.5
     assert s.published_fid == 13.45 and s.published_fid_std == 0.12 and s.published_image_size == 64
     assert "authors' notebooks" in s.published_source
+    # a run at another size than the published one gets no published number, and says so
+    runs128 = {"hs": dict(runs["hs"], image_size=128)}
+    s = evaluate.summary([metrics], runs128, repo / "workflow/resources/published_fid.csv").iloc[0]
+    assert pd.isna(s.published_fid) and s.published_source == "no published number at this image size and protocol"
     # smoke numbers are never put beside published ones
     pd.DataFrame([dict(r, smoke=True) for r in rows if r["step"] == 4]).to_csv(metrics, index=False)
     s = evaluate.summary([metrics], runs, repo / "workflow/resources/published_fid.csv").iloc[0]
@@ -87,7 +91,7 @@ def _metrics(tmp_path, run, values, smoke=False):
     return p
 
 
-def test_summary_of_otm_runs_carries_paired_scores_and_labelled_references(tmp_path, repo):
+def test_summary_of_otm_runs_carries_paired_scores_and_no_published_numbers_of_another_protocol(tmp_path, repo):
     pub = repo / "workflow/resources/published_fid.csv"
     runs = {"den": {"source": "celeba_noise", "target": "celeba_clean", "cost": {"name": "strong"}, "image_size": 64},
             "gen": {"source": "noise", "target": "celeba", "cost": {"name": "strong"}, "image_size": 128}}
@@ -96,11 +100,27 @@ def test_summary_of_otm_runs_carries_paired_scores_and_labelled_references(tmp_p
     gen = _metrics(tmp_path, "gen", {("fid", "T"): 30.0, ("transport_cost", "T"): 0.2})
     s = evaluate.summary([den, gen], runs, pub).set_index("run")
     assert s.loc["den", "psnr"] == 25.0 and s.loc["den", "psnr_input"] == 11.0 and s.loc["den", "mse_input"] == 0.08
-    assert s.loc["den", "published_fid"] == 5.92 and s.loc["den", "published_method"] == "OTM"  # not OTM-GP
-    assert s.loc["den", "published_wgan_fid"] == 25.49 and s.loc["den", "published_input_fid"] == 166.59
-    # the published generation FID at the run's size (128 px: 24.58, not 64 px's 6.5), labelled TF Inception
-    assert s.loc["gen", "published_fid"] == 24.58 and "TF Inception" in s.loc["gen", "published_source"]
+    # OTM's published numbers come from another protocol (50k samples, TF Inception): never beside ours
+    for run in ("den", "gen"):
+        assert pd.isna(s.loc[run, "published_fid"]) and pd.isna(s.loc[run, "published_wgan_fid"])
+        assert s.loc[run, "published_source"] == "no published number at this image size and protocol"
+    assert pd.isna(s.loc["den", "published_input_fid"])
     assert pd.isna(s.loc["gen", "psnr"])
     smoke = _metrics(tmp_path, "den", {("fid", "T"): 20.0, ("psnr", "T"): 25.0}, smoke=True)
     s = evaluate.summary([smoke], runs, pub).iloc[0]
     assert pd.isna(s.published_fid) and pd.isna(s.published_wgan_fid) and "smoke" in s.published_source
+
+
+def test_textures_published_number_needs_the_augmented_protocol(tmp_path, repo):
+    from notpipe.evaluate.aggregate import run_protocol
+
+    pub = repo / "workflow/resources/published_fid.csv"
+    runs = {"tx": {"source": "textures", "target": "shoes", "cost": {"name": "kernel"}, "image_size": 128}}
+    one = _metrics(tmp_path, "tx", {("fid", "T"): 30.0})
+    s = evaluate.summary([one], runs, pub).iloc[0]
+    assert pd.isna(s.published_fid)  # one pass of the test split is not the Kernel NOT protocol
+    df = pd.read_csv(one).assign(passes=50)
+    df.to_csv(one, index=False)
+    s = evaluate.summary([one], runs, pub).iloc[0]
+    assert s.published_fid == 24.84 and s.published_method.startswith("NOT (kernel")
+    assert run_protocol("clean", 50) is None and run_protocol("legacy_pytorch") == "not_test_split"

@@ -359,16 +359,82 @@ def validate_config(config: dict, schema: dict | None = None, *, source: str = "
     # before the schema walks it: shared values (YAML aliases) are walked once per use
     _check_expanded(config, _value_children, source)
     cfg = copy.deepcopy(dict(config))
+    _suite_speed(cfg)
+    lines = _toy_presets(cfg)
     validator = _defaulting_validator(schema or load_schema())
     errs = sorted(validator.iter_errors(cfg), key=lambda e: [str(p) for p in e.absolute_path])
-    lines = [line for e in errs for line in _format_error(e)]
+    lines += [line for e in errs for line in _format_error(e)]
     # semantic checks in the same pass: each block on its own, skipping a block whose
     # values failed the schema (an unknown key alone does not break its block)
     broken = [tuple(e.absolute_path) for e in errs if e.validator != "additionalProperties"]
     _semantic(cfg, broken, lines)
     if lines:
         raise ConfigError("invalid config:\n  " + "\n  ".join(dict.fromkeys(lines)))
+    _image_cost_scaling(cfg)
     return cfg
+
+
+PRESETS_PATH = Path(__file__).with_name("presets.yaml")
+
+
+def toy_presets() -> dict[str, dict]:
+    """The named toy experiments of ``presets.yaml``."""
+    with open(PRESETS_PATH) as fh:
+        return yaml.safe_load(fh)
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else copy.deepcopy(value)
+    return out
+
+
+def _toy_presets(cfg: dict) -> list[str]:
+    """Replace every toy experiment's ``preset: NAME`` by that preset under its own keys; the
+    error lines of unknown names."""
+    toy = cfg.get("toy")
+    exps = toy.get("experiments") if isinstance(toy, dict) else None
+    if not isinstance(exps, dict):
+        return []
+    presets, errors = None, []
+    for name, exp in exps.items():
+        if not isinstance(exp, dict) or "preset" not in exp:
+            continue
+        presets = presets if presets is not None else toy_presets()
+        own = {k: v for k, v in exp.items() if k != "preset"}
+        preset = exp["preset"]
+        if not isinstance(preset, str) or preset not in presets:
+            hint = difflib.get_close_matches(str(preset), presets, n=1)
+            did = f" (did you mean '{hint[0]}'?)" if hint else ""
+            errors.append(f"toy.experiments.{name}.preset: unknown preset '{preset}'{did}; "
+                          f"known: {', '.join(sorted(presets))}")
+            continue
+        exps[name] = _merged(presets[preset], own)
+    return errors
+
+
+def _suite_speed(cfg: dict) -> None:
+    """``images.speed`` is the speed block of every run that has none of its own."""
+    images = cfg.get("images")
+    if not isinstance(images, dict) or not isinstance(images.get("speed"), dict):
+        return
+    for run in (images.get("runs") or {}).values() if isinstance(images.get("runs"), dict) else ():
+        if isinstance(run, dict) and "speed" not in run:
+            run["speed"] = copy.deepcopy(images["speed"])
+
+
+#: the image runs' cost scaling when a run gives none: the authors' image code (NOT's per-pixel
+#: F.mse_loss; Kernel NOT's raw Euclidean norm)
+IMAGE_SCALING = {"kernel": "raw"}
+IMAGE_SCALING_DEFAULT = "mean"
+
+
+def _image_cost_scaling(cfg: dict) -> None:
+    for run in cfg.get("images", {}).get("runs", {}).values():
+        cost = run["cost"]
+        cost.setdefault("scaling", IMAGE_SCALING.get(cost["name"], IMAGE_SCALING_DEFAULT))
 
 
 def read_yaml(path: str | Path):

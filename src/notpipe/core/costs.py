@@ -11,7 +11,10 @@ Scaling (``scaling=``):
 
 * ``"sum"``: :math:`c(x,y) = \tfrac12\|x-y\|^2` (kernel: :math:`\tfrac12\|x-y\|`);
 * ``"mean"``: per-coordinate mean as the authors' image code (``F.mse_loss``):
-  :math:`\|x-y\|^2 / D` (kernel: :math:`\tfrac12\|x-y\|/\sqrt D`).
+  :math:`\|x-y\|^2 / D` (kernel: :math:`\tfrac12\|x-y\|/\sqrt D`);
+* ``"raw"``: no factor: :math:`\|x-y\|^2` (kernel: :math:`\|x-y\|`, the raw
+  Euclidean norm of the authors' Kernel NOT image code, whose T loss is
+  ``mean ||x - T(x,z)|| - gamma * 1/2 * mean_{z != z'} ||T(x,z) - T(x,z')||``).
 
 The scaling sets the balance between the cost and the potential ``f``; for D = 2
 both quadratic scalings coincide.
@@ -35,13 +38,18 @@ def _dist(sq: torch.Tensor) -> torch.Tensor:
     return sq.clamp_min(1e-12).sqrt()
 
 
+#: the cost scalings (module docstring)
+SCALINGS = ("sum", "mean", "raw")
+_FACTOR = {"sum": 0.5, "raw": 1.0}
+
+
 class Cost:
     name = "base"
     z_size = 1
 
     def __init__(self, scaling: str = "sum", gamma: float = 0.0, z_size: int = 1):
-        if scaling not in ("sum", "mean"):
-            raise ValueError(f"unknown scaling {scaling!r}; allowed: sum, mean")
+        if scaling not in SCALINGS:
+            raise ValueError(f"unknown scaling {scaling!r}; allowed: {', '.join(SCALINGS)}")
         self.scaling, self.gamma_max, self.z_size = scaling, float(gamma), int(z_size)
 
     @property
@@ -50,7 +58,7 @@ class Cost:
         return self.z_size > 1
 
     def _quad_factor(self, x: torch.Tensor) -> float:
-        return 0.5 if self.scaling == "sum" else 1.0 / x[0].numel()
+        return _FACTOR[self.scaling] if self.scaling in _FACTOR else 1.0 / x[0].numel()
 
     def ground(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self._quad_factor(x) * _sqdist(x, y)
@@ -136,7 +144,7 @@ class KernelEnergy(Cost):
         super().__init__(scaling, gamma, z_size)
 
     def _dist_factor(self, x: torch.Tensor) -> float:
-        return 0.5 if self.scaling == "sum" else 0.5 / math.sqrt(x[0].numel())
+        return _FACTOR[self.scaling] if self.scaling in _FACTOR else 0.5 / math.sqrt(x[0].numel())
 
     def ground(self, x, y):
         return self._dist_factor(x) * _dist(_sqdist(x, y))

@@ -1,10 +1,12 @@
 """The one NOT trainer (Algorithm 1, SGAD) for vectors and images.
 
-Each f-step (``step``) runs ``k_t`` T-steps
+Each f-step (``step``) runs ``k_t`` T-steps (T in train mode, f in eval mode)
 
     L_T = mean_x C(x, T(x, Z_x)) - mean f(T(x, z))          (T: descend)
 
-then one f-step on a fresh batch
+then one f-step on a fresh batch (T in eval mode, f in train mode, as the authors'
+``freeze``/``unfreeze``: T's BatchNorm uses its running statistics and leaves them as
+they are while f learns)
 
     L_f = mean f(T(x, z).detach()) - mean f(y),  y ~ Q       (f: descend = ascend the dual)
 
@@ -263,8 +265,11 @@ class NOTTrainer:
         slot = self.step % self.log_every
         self._buf[:, slot] = 0
         gamma = self.gamma(self.step)
+        # the authors' unfreeze(T); freeze(f): the player being trained in train mode, the
+        # other in eval mode (T's BatchNorm then uses and keeps its running statistics while
+        # f learns from T's outputs)
         self.T.train()
-        self.f.train()
+        self.f.eval()
         _set_requires_grad(self.f_params, False)
         # all k_t input batches in one draw; sums of the T losses/costs (divided at flush)
         t_step, f_step = ((self._manual.t_step, self._manual.f_step) if self._manual
@@ -275,6 +280,8 @@ class NOTTrainer:
             last = self.grad_norms and i == len(xs) - 1
             t_step(x, gamma, accs, slot if last else None)
         _set_requires_grad(self.f_params, True)
+        self.T.eval()
+        self.f.train()
         for _ in range(self.k_f):  # k_f critic steps, each on fresh x and y (NOT: 1)
             f_step(self._draws(self.sample_p)[0], self._draws(self.sample_q)[0], slot)
         if self.sched_t is not None:

@@ -1,7 +1,9 @@
 """Aggregations of the evaluation stage (torch-free): the curve over snapshots and the summary.
 
 The summary puts the published numbers of ``workflow/resources/published_fid.csv``
-in their own ``published_*`` columns, never in ours, and never next to smoke rows.
+in their own ``published_*`` columns, never in ours, never next to smoke rows, and only
+beside runs of the same image size evaluated under the same protocol (``run_protocol``);
+otherwise it says there is no published number to compare with.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ def summary(metrics_csvs: list[str | Path], runs: dict, published_csv: str | Pat
                 row[f"{metric}_std"] = t.loc[metric, "std"]
         for metric, value in df[df["map"] == "input"].set_index("metric")["value"].items():
             row[f"{metric}_input"] = value  # restoration: the degraded input (PSNR/MSE against its original, FID)
-        row.update(_published(pub, run, row["smoke"]))
+        passes = int(t.loc["fid", "passes"]) if "passes" in t and pd.notna(t.loc["fid", "passes"]) else 1
+        row.update(_published(pub, run, row["smoke"], run_protocol(row["extractor"], passes)))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -61,19 +64,31 @@ def summary(metrics_csvs: list[str | Path], runs: dict, published_csv: str | Pat
 OURS = ("NOT", "OTM")
 #: other published rows of the same task, each in its own column
 OTHERS = {"WGAN-GP": "published_wgan_fid", "Input": "published_input_fid"}
+#: augmented passes of the test split in the Kernel NOT protocol (textures)
+KNOT_PASSES = 50
+NOT_COMPARABLE = "no published number at this image size and protocol"
 
 
-def _pick(ref: pd.DataFrame, size: int) -> pd.Series:
-    """The row at the run's image size when there is one, else the first."""
-    same = ref[ref.image_size == size]
-    return (same if len(same) else ref).iloc[0]
+def run_protocol(extractor: str, passes: int = 1) -> str | None:
+    """The published protocol (``protocol`` column of published_fid.csv) an evaluation follows.
+
+    ``not_test_split``: pytorch-fid's Inception (``legacy_pytorch``), the source test split
+    pushed once (10 z draws for stochastic maps) against the target test split;
+    ``knot_augmented``: the same with 50 augmented passes of the test split (Kernel NOT, textures).
+    OTM's protocols (50k generated samples, TF Inception) are not followed by our evaluation: None.
+    """
+    if extractor != "legacy_pytorch":
+        return None
+    return "knot_augmented" if passes >= KNOT_PASSES else "not_test_split"
 
 
-def _published(pub: pd.DataFrame, run: dict, smoke: bool) -> dict:
-    """The published numbers of the run's task, labelled, in their own columns (none for smoke rows)."""
+def _published(pub: pd.DataFrame, run: dict, smoke: bool, protocol: str | None = None) -> dict:
+    """The published numbers of the run's task at the run's image size and under the protocol of
+    its evaluation, labelled, in their own columns; none for smoke rows or another size/protocol."""
     task = pub[(pub.source == run["source"]) & (pub.target == run["target"])]
-    ours = task[(task.cost == run["cost"]["name"]) & (task.method.str.startswith(OURS))
-                & ~task.method.str.endswith("-GP")]
+    same = task[(task.image_size == run["image_size"]) & (task.protocol == protocol)] if protocol else task[:0]
+    ours = same[(same.cost == run["cost"]["name"]) & (same.method.str.startswith(OURS))
+                & ~same.method.str.endswith("-GP")]
     out = {"published_fid": None, "published_fid_std": None, "published_image_size": None,
            "published_method": None, "published_source": None, **{c: None for c in OTHERS.values()}}
     if smoke:
@@ -81,11 +96,13 @@ def _published(pub: pd.DataFrame, run: dict, smoke: bool) -> dict:
             out["published_source"] = "not comparable (smoke extractor)"
         return out
     if len(ours):
-        r = _pick(ours, run["image_size"])
+        r = ours.iloc[0]
         out.update({"published_fid": r.fid, "published_fid_std": r.fid_std, "published_image_size": r.image_size,
                     "published_method": r.method, "published_source": r.reference})
+    elif len(task):
+        out["published_source"] = NOT_COMPARABLE
     for method, col in OTHERS.items():
-        other = task[task.method == method]
+        other = same[same.method == method]
         if len(other):
-            out[col] = _pick(other, run["image_size"]).fid
+            out[col] = other.iloc[0].fid
     return out

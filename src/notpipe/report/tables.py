@@ -106,8 +106,9 @@ def image_table(summary: pd.DataFrame) -> str:
                   "Image translation on the test split, at the last snapshot (step): FID and KID (clean-fid), "
                   "the best snapshot by FID with its step, LPIPS content "
                   "(input vs output) and diversity (stochastic maps), per-pixel transport cost. "
-                  "Published NOT FIDs (authors' notebooks) and OTM FIDs (Rout et al., TF Inception) are "
-                  "references, not our results.", "tab:images", group, notes)
+                  "Published FIDs (NOT and Kernel NOT: authors' notebooks) are references, not our results, and "
+                  "appear only beside a run of the same image size evaluated under the same protocol; "
+                  "a dash there means no published number exists for that size and protocol.", "tab:images", group, notes)
 
 
 def restoration_table(summary: pd.DataFrame) -> str:
@@ -132,5 +133,6 @@ def restoration_table(summary: pd.DataFrame) -> str:
                   "(the clean target half never shares an image with it). FID against the clean half's test "
                   "split, of $T$(degraded) and of the degraded input itself; PSNR (dB) and MSE on the [0, 1] "
                   "scale of both against the originals: $T$ restores when its PSNR is above the input's. Published "
-                  "FIDs are references (their noise level, mask and image size are not in our sources).",
+                  "FIDs appear only beside runs evaluated under the OTM paper's protocol; a dash means none "
+                  "is comparable.",
                   "tab:restoration", group)
