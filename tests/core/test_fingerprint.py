@@ -48,8 +48,16 @@ def test_image_fingerprint_covers_arrays_and_precision_not_grid_or_compile(shape
     assert fp["keys"]["data.source.train"] and fp["keys"]["data.target.test"]
     same = dict(run, grid_every=0, keep=9, speed={**run["speed"], "compile": True, "channels_last": False})
     assert images.run_fingerprint(same, shapes_data)["hash"] == fp["hash"]
-    fp32 = dict(run, speed={**run["speed"], "precision": "fp32"})
-    assert images.run_fingerprint(fp32, shapes_data)["hash"] != fp["hash"]
+    other = "bf16" if run["speed"]["precision"] == "fp32" else "fp32"
+    changed = dict(run, speed={**run["speed"], "precision": other})
+    assert images.run_fingerprint(changed, shapes_data)["hash"] != fp["hash"]
+    # the frozen network in eval mode (T's BatchNorm in the f-step) is part of an image run's
+    # trajectory: checkpoints written before it (no such key) are not resumed as the same run
+    assert fp["keys"]["trainer.frozen_in_eval_mode"] is True
+    from notpipe.core import fingerprint
+
+    older = fingerprint.make(run, fingerprint.IMAGE_FREE, fingerprint.data_hashes(images.manifests(run, shapes_data)))
+    assert older["hash"] != fp["hash"] and "trainer.frozen_in_eval_mode" in fingerprint.differences(older, fp)
     trimmed = fingerprint.trajectory(run, fingerprint.IMAGE_FREE)
     assert "grid_every" not in trimmed and "compile" not in trimmed["speed"] and "precision" in trimmed["speed"]
 

@@ -105,8 +105,15 @@ def data_hashes(manifests: dict[str, str | Path]) -> dict:
     return out
 
 
+#: behaviour of the image trainer that no config key holds but that changes the trajectory:
+#: the network not being trained is in eval mode (the authors' freeze: T's BatchNorm uses its
+#: running statistics in the f-step). Image checkpoints written before it (T in train mode
+#: there) do not carry it, so they are not resumed as if they were of the same run.
+IMAGE_BEHAVIOUR = {"trainer": {"frozen_in_eval_mode": True}}
+
+
 def image(run: dict, manifests: dict[str, str | Path]) -> dict:
-    return make(run, IMAGE_FREE, data_hashes(manifests))
+    return make({**run, **IMAGE_BEHAVIOUR}, IMAGE_FREE, data_hashes(manifests))
 
 
 def differences(old: dict | None, new: dict, limit: int = 6) -> str:
