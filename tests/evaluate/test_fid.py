@@ -13,6 +13,7 @@ from cleanfid.utils import ResizeDataset
 from PIL import Image
 
 from notpipe.evaluate import fid
+from notpipe.evaluate import weights as W
 
 N = 12  # images per set: the random Inception runs ~9 img/s on one CPU thread
 
@@ -215,35 +216,95 @@ def test_missing_weights_message(kind, name, tmp_path):
         fid.build_extractor(kind, None)
 
 
-def test_legacy_pytorch_loads_local_file_without_hub(ext, tmp_path):
+def test_legacy_pytorch_loads_local_file_without_hub(ext, tmp_path, monkeypatch):
     torch.save(ext.backbone.state_dict(), tmp_path / fid.LEGACY_FILE)  # stand-in "pytorch-fid" weights
+    with pytest.raises(fid.WeightsError, match="is not the published pt_inception.*allow_unpinned_code_weights"):
+        fid.build_extractor("legacy_pytorch", tmp_path)  # not the pinned file: refused
+    sha = W.check(tmp_path / fid.LEGACY_FILE, fid.LEGACY_FILE, allow_unpinned=True)
+    monkeypatch.setitem(W.PINNED, fid.LEGACY_FILE, sha[:8])  # as if it were the published file
     legacy = fid.build_extractor("legacy_pytorch", tmp_path)
     assert not legacy.smoke and legacy.tag == "legacy_pytorch" and legacy.weights == tmp_path / fid.LEGACY_FILE
     x = blobs(2, seed=9)
     np.testing.assert_allclose(legacy.features(x), ext.features(x), rtol=1e-5, atol=1e-6)
 
 
+class _Layers(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2048, 3, stride=8)
+
+    def forward(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(self.conv(x), 1)
+
+
+class _Base(torch.nn.Module):
+    """Stand-in for clean-fid's TorchScript Inception (same ``layers`` attribute)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = _Layers()
+
+    def forward(self, x, return_features: bool = False):
+        return self.layers(x)
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_clean_mode_loads_torchscript_from_our_path(tmp_path):
-    class Layers(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 2048, 3, stride=8)
-
-        def forward(self, x):
-            return torch.nn.functional.adaptive_avg_pool2d(self.conv(x), 1)
-
-    class Base(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layers = Layers()
-
-        def forward(self, x, return_features: bool = False):
-            return self.layers(x)
-    torch.jit.script(Base()).save(str(tmp_path / fid.CLEAN_FILE))  # stand-in torchscript Inception
-    clean = fid.build_extractor("clean", tmp_path / fid.CLEAN_FILE)
+    torch.jit.script(_Base()).save(str(tmp_path / fid.CLEAN_FILE))  # stand-in torchscript Inception
+    clean = fid.build_extractor("clean", tmp_path / fid.CLEAN_FILE, allow_unpinned=True)
     u = to_uint8(blobs(2, seed=6))
     files = [str(p) for p in sorted(write_pngs(tmp_path / "png", u).glob("*.png"))]
     ds = ResizeDataset(files, mode="clean")  # PIL bicubic on float channels
     torch.testing.assert_close(clean.preprocess(u), torch.stack([ds[0], ds[1]]), rtol=0, atol=0)
     assert clean.features(u).shape == (2, 2048) and clean.mode == "clean" and not clean.smoke
+
+
+class _WritesOnLoad(torch.nn.Module):
+    """TorchScript whose ``__setstate__`` -- run by ``torch.jit.load`` -- writes a file."""
+
+    def __init__(self, target: str):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.target = target
+
+    def forward(self, x):
+        return x
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[torch.Tensor, str, bool]:
+        return self.w, self.target, self.training
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[torch.Tensor, str, bool]) -> None:
+        self.w, self.target, self.training = state
+        torch.save(torch.ones(1), self.target)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated", "ignore:`torch.jit.load` is deprecated")
+def test_torchscript_that_runs_code_is_not_loaded_without_opt_in(tmp_path):
+    """clean's TorchScript has no published sha256: nothing runs unless the user opts in."""
+    marker = tmp_path / "written_by_the_weight_file"
+    torch.jit.script(_WritesOnLoad(str(marker))).save(str(tmp_path / fid.CLEAN_FILE))
+    assert not marker.exists()
+    with pytest.raises(fid.WeightsError) as e:
+        fid.build_extractor("clean", tmp_path)
+    msg = str(e.value)
+    assert "runs code" in msg and "eval.allow_unpinned_code_weights" in msg and str(tmp_path) in msg
+    assert "\n" not in msg and not marker.exists()
+    torch.jit.load(str(tmp_path / fid.CLEAN_FILE))  # what the check prevents: loading runs the file's code
+    assert marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+def test_config_key_opts_in_to_the_unpinned_torchscript(tmp_path):
+    from notpipe.config import validate_config
+    from notpipe.evaluate.snapshot import extractor_from_config
+
+    torch.jit.script(_Base()).save(str(tmp_path / fid.CLEAN_FILE))
+    ev = {"feature_extractor": "clean", "inception_weights": str(tmp_path)}
+    default = validate_config({"eval": ev})["eval"]
+    assert default["allow_unpinned_code_weights"] is False
+    with pytest.raises(fid.WeightsError, match="eval.allow_unpinned_code_weights"):
+        extractor_from_config(default, "cpu")
+    opted = validate_config({"eval": {**ev, "allow_unpinned_code_weights": True}})["eval"]
+    assert extractor_from_config(opted, "cpu").mode == "clean"

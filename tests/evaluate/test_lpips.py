@@ -6,6 +6,7 @@ import torch
 import torchvision
 
 from notpipe.evaluate import lpips as lm
+from notpipe.evaluate import weights as W
 from notpipe.evaluate.fid import MissingWeightsError
 
 pytestmark = pytest.mark.usefixtures("no_network")
@@ -83,11 +84,38 @@ def test_missing_backbone_weights(net, tmp_path):
 def test_local_backbone_file_is_loaded(tmp_path):
     tv = torchvision.models.alexnet()  # stand-in for the ImageNet file, same keys
     torch.save(tv.state_dict(), tmp_path / "alexnet-owt-7be5be79.pth")
-    lp = lm.build_lpips("alex", tmp_path)
+    with pytest.raises(W.WeightsError, match="is not the published alexnet-owt-7be5be79.pth"):
+        lm.build_lpips("alex", tmp_path)  # not the pinned file
+    lp = lm.build_lpips("alex", tmp_path, allow_unpinned=True)
     net = lp.net.state_dict()
     assert torch.equal(net["slice1.0.weight"], tv.features[0].weight)
     assert torch.equal(net["slice5.10.bias"], tv.features[10].bias)
     assert not lp.smoke and lp.backbone_weights == tmp_path / "alexnet-owt-7be5be79.pth"
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="not a torchvision alex state dict"):
-        lm.build_lpips("alex", tmp_path / "bad.pth")
+        lm.build_lpips("alex", tmp_path / "bad.pth", allow_unpinned=True)
+
+
+@pytest.mark.parametrize("net", ["alex", "squeeze"])
+def test_heads_are_the_pinned_wheel_files_loaded_as_lpips_does(net):
+    import warnings
+
+    import lpips
+
+    mine = lm.build_lpips(net, random_smoke=True).state_dict()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = lpips.LPIPS(pretrained=True, net=net, version="0.1", pnet_rand=True, verbose=False).state_dict()
+    heads = [k for k in theirs if k.startswith("lin")]
+    assert heads and all(torch.equal(mine[k], theirs[k]) for k in heads)
+    assert W.check(lm.heads_file(net), f"lpips-v0.1-{net}.pth") == W.LPIPS_HEADS[net]
+
+
+def test_tampered_heads_are_refused(tmp_path, monkeypatch):
+    """lpips' heads are pinned in full: a changed file in the installed wheel is not loaded."""
+    fake = tmp_path / "alex.pth"
+    fake.write_bytes(lm.heads_file("alex").read_bytes() + b"\0")
+    monkeypatch.setattr(lm, "heads_file", lambda net: fake)
+    with pytest.raises(W.WeightsError, match="is not the published lpips-v0.1-alex.pth") as e:
+        lm.build_lpips("alex", random_smoke=True)
+    assert "\n" not in str(e.value)

@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -109,7 +110,7 @@ def test_cli_prints_progress_and_result(server, tmp_path):
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert dest.read_bytes() == BLOB
-    assert f"downloaded {dest}" in proc.stderr and f"{NAME}: sha256 starts with {SHA[:8]}" in proc.stderr
+    assert f"downloaded {dest}" in proc.stderr and f"{NAME}: sha256 starts with {SHA[:8]}, as pinned" in proc.stderr
 
 
 def test_names_and_urls_match_the_libraries():
@@ -192,3 +193,37 @@ def test_dry_run_plans_weights_job_only_when_needed(case, tmp_path):
         assert "weights" not in jobs
     if case == "user_paths":  # the configured files are the evaluation's inputs
         assert str(tmp_path / "own" / W.LEGACY_FILE) in proc.stdout
+
+
+def test_every_known_file_is_pinned_from_what_its_publisher_states():
+    """torch.hub names carry their sha256 prefix; lpips' heads are pinned in full, as the wheel's
+    RECORD states; clean-fid publishes no hash for its TorchScript (and it is the only code)."""
+    import base64
+    from importlib.metadata import distribution
+
+    assert set(W.KNOWN) | {f"lpips-v0.1-{n}.pth" for n in W.LPIPS_HEADS} == set(W.PINNED)
+    for name in W.KNOWN:
+        assert W.PINNED[name] == W.hash_prefix(name) or (name == W.CLEAN_FILE and W.PINNED[name] is None)
+    assert W.CODE == {W.CLEAN_FILE}
+    record = {}
+    for f in distribution("lpips").files:
+        if f.hash and str(f).startswith("lpips/weights/v0.1/"):
+            record[Path(str(f)).stem] = base64.urlsafe_b64decode(f.hash.value + "=").hex()
+    assert record == W.LPIPS_HEADS
+
+
+def test_check_refuses_unpinned_code_and_mismatched_files_before_loading(tmp_path, caplog):
+    clean, legacy = tmp_path / W.CLEAN_FILE, tmp_path / "mine.pth"
+    clean.write_bytes(b"PK anything")
+    legacy.write_bytes(BLOB)
+    with pytest.raises(W.WeightsError) as e:
+        W.check(clean, W.CLEAN_FILE)
+    msg = str(e.value)
+    assert msg.startswith(f"{clean}: ") and "runs code" in msg and W.ALLOW_KEY in msg and "\n" not in msg
+    with pytest.raises(W.WeightsError, match=f"sha256 {SHA[:16]}... is not the published {W.LEGACY_FILE}"):
+        W.check(legacy, W.LEGACY_FILE)  # a configured path is checked as the file it stands for
+    with pytest.raises(W.WeightsError, match="not a regular file"):
+        W.check(tmp_path, W.LEGACY_FILE)
+    with caplog.at_level("WARNING"):
+        assert W.check(legacy, W.LEGACY_FILE, allow_unpinned=True) == SHA
+    assert f"{legacy}: loading a weight file that is not pinned (sha256 {SHA})" in caplog.text

@@ -7,7 +7,12 @@ Modes (``kind``):
 * ``legacy_pytorch`` (default, the NOT papers' pytorch-fid InceptionV3):
   ``cleanfid.features.build_feature_extractor("legacy_pytorch")`` with torch.hub
   replaced by ``torch.load`` of ``pt_inception-2015-12-05-6726825d.pth``.
-* ``clean``: the torchscript ``inception-2015-12-05.pt`` loaded from our path.
+* ``clean``: the torchscript ``inception-2015-12-05.pt`` loaded from our path
+  (it runs code when loaded and no sha256 is published for it: refused unless
+  ``allow_unpinned``, config ``eval.allow_unpinned_code_weights``).
+
+Every weight file is checked against its pinned sha256
+(:func:`notpipe.evaluate.weights.check`) before it is loaded.
 * ``random``: the legacy_pytorch architecture with seeded random weights
   (``smoke=True``); for CPU smoke configs and tests.
 
@@ -50,6 +55,8 @@ from notpipe.evaluate.weights import (
     CLEAN_URL,
     LEGACY_FILE,
     LEGACY_URL,
+    WeightsError,  # noqa: F401  (re-exported)
+    check,
     resolve,
 )
 from notpipe.io import atomic_write
@@ -155,7 +162,7 @@ class FeatureExtractor:
 
 def build_extractor(kind: str = "legacy_pytorch", weights: str | Path | None = None,
                     device="cpu", seed: int = 0, resize: str = "cleanfid",
-                    channels_last: bool | None = None) -> FeatureExtractor:
+                    channels_last: bool | None = None, allow_unpinned: bool = False) -> FeatureExtractor:
     """Build a :class:`FeatureExtractor` without any network access.
 
     Parameters
@@ -171,6 +178,14 @@ def build_extractor(kind: str = "legacy_pytorch", weights: str | Path | None = N
     channels_last : bool, optional
         Run the pytorch Inception in channels-last layout (default on; ~1.5x on
         CPU, same numbers to float rounding). Not applied to the torchscript net.
+    allow_unpinned : bool
+        Load a weight file whose sha256 is not the pinned one, and the unpinned
+        torchscript net (config ``eval.allow_unpinned_code_weights``).
+
+    Raises
+    ------
+    MissingWeightsError, WeightsError
+        One line: the file is absent, or not the pinned one.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown FID extractor kind {kind!r}; expected one of {KINDS}")
@@ -179,8 +194,10 @@ def build_extractor(kind: str = "legacy_pytorch", weights: str | Path | None = N
         path = weights_file(kind, weights, CLEAN_FILE, CLEAN_URL)
         if path.name != CLEAN_FILE:
             raise ValueError(f"clean-fid loads the torchscript net by name: rename {path} to {CLEAN_FILE}")
+        check(path, CLEAN_FILE, allow_unpinned)  # before torch.jit.load, which runs the file's code
     elif kind == "legacy_pytorch":
         path = weights_file(kind, weights, LEGACY_FILE, LEGACY_URL)
+        check(path, LEGACY_FILE, allow_unpinned)
 
     def load(url, **_):  # replaces torch.hub inside cleanfid.inception_pytorch.fid_inception_v3
         if path is not None:

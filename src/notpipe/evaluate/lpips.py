@@ -3,10 +3,12 @@
 ``lpips.LPIPS`` ships its linear heads in the wheel but builds its AlexNet /
 VGG / SqueezeNet trunk with ``torchvision.models.<net>(pretrained=True)``,
 which downloads. :func:`build_lpips` always constructs it with
-``pnet_rand=True`` (trunk built with ``pretrained=False``: no download; heads
-still loaded from the wheel because ``pretrained=True``) and then copies the
-torchvision weights from a local file into the trunk slices, or -- for CPU
-smoke runs -- draws seeded random trunk weights (``lp.smoke = True``).
+``pnet_rand=True`` and ``pretrained=False`` (no download, nothing loaded), then
+loads the linear heads from the wheel's ``weights/v0.1/<net>.pth`` as lpips does
+and copies the torchvision weights from a local file into the trunk slices, or
+-- for CPU smoke runs -- draws seeded random trunk weights (``lp.smoke = True``).
+Both files are checked against their pinned sha256
+(:func:`notpipe.evaluate.weights.check`) and loaded with ``weights_only=True``.
 
 Inputs everywhere are float tensors NCHW in [-1, 1] (what LPIPS expects);
 grey images are replicated to 3 channels.
@@ -14,6 +16,7 @@ grey images are replicated to 3 channels.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +25,7 @@ import lpips
 import torch
 
 from notpipe.evaluate.fid import MissingWeightsError, weights_file  # noqa: F401  (re-exported)
-from notpipe.evaluate.weights import LPIPS_URLS, file_name
+from notpipe.evaluate.weights import LPIPS_URLS, check, file_name
 
 
 def backbone_file(net: str) -> tuple[str, str]:
@@ -32,8 +35,13 @@ def backbone_file(net: str) -> tuple[str, str]:
     return file_name(url), url
 
 
+def heads_file(net: str) -> Path:
+    """lpips' linear heads of ``net`` (v0.1) in the installed wheel."""
+    return Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
+
+
 def build_lpips(net: str = "alex", backbone_weights: str | Path | None = None, device="cpu",
-                random_smoke: bool = False, seed: int = 0) -> lpips.LPIPS:
+                random_smoke: bool = False, seed: int = 0, allow_unpinned: bool = False) -> lpips.LPIPS:
     """An eval-mode ``lpips.LPIPS`` (v0.1) that never touches the network.
 
     Parameters
@@ -47,19 +55,32 @@ def build_lpips(net: str = "alex", backbone_weights: str | Path | None = None, d
         Seeded random trunk instead (``lp.smoke`` is True); linear heads stay the
         wheel's.
     seed : int
+    allow_unpinned : bool
+        Load weight files whose sha256 is not the pinned one (config
+        ``eval.allow_unpinned_code_weights``).
 
     Raises
     ------
     MissingWeightsError
         Weights absent and not ``random_smoke`` (one line: URL and target path).
+    WeightsError
+        A file is not the pinned one (one line).
     """
     if net not in LPIPS_URLS:
         raise ValueError(f"unknown LPIPS net {net!r}; expected one of {sorted(LPIPS_URLS)}")
     name, url = backbone_file(net)
     path = None if random_smoke else weights_file(f"LPIPS {net} backbone", backbone_weights, name, url)
+    if path is not None:
+        check(path, name, allow_unpinned)
+    heads = heads_file(net)
+    check(heads, f"lpips-v0.1-{net}.pth", allow_unpinned)
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision's `pretrained=` deprecation
-        lp = lpips.LPIPS(pretrained=True, net=net, version="0.1", pnet_rand=True, verbose=False)
+        lp = lpips.LPIPS(pretrained=False, net=net, version="0.1", pnet_rand=True, verbose=False)
+    # the heads, as lpips.LPIPS(pretrained=True) loads them (strict=False: the file holds only lin*)
+    res = lp.load_state_dict(torch.load(heads, map_location="cpu", weights_only=True), strict=False)
+    if res.unexpected_keys or any(re.match(r"lin\d", k) for k in res.missing_keys):  # lins.i: the same
+        raise ValueError(f"{heads} does not hold lpips' {net} heads; reinstall lpips==0.1.4")
     trunk = lp.net
     if path is None:
         g = torch.Generator().manual_seed(int(seed))

@@ -44,12 +44,14 @@ LPIPS_MIN_SIZE = 64
 def extractor_from_config(ev: dict, device) -> fidlib.FeatureExtractor:
     kind = ev["feature_extractor"]
     weights = ev["inception_weights"] if kind != "random" else None
-    return fidlib.build_extractor(kind, weights, device, seed=ev["seed"])
+    return fidlib.build_extractor(kind, weights, device, seed=ev["seed"],
+                                  allow_unpinned=ev.get("allow_unpinned_code_weights", False))
 
 
 def lpips_from_config(ev: dict, device):
     return build_lpips(ev["lpips_net"], ev["lpips_weights"], device,
-                       random_smoke=ev["lpips_backbone"] == "random", seed=ev["seed"])
+                       random_smoke=ev["lpips_backbone"] == "random", seed=ev["seed"],
+                       allow_unpinned=ev.get("allow_unpinned_code_weights", False))
 
 
 def test_split_batches(array: np.ndarray, n: int | None, batch: int):

@@ -15,12 +15,24 @@ they are read from. A configured path (``eval.inception_weights`` /
 ``eval.lpips_weights``: a file, or a folder holding the file) that is not the
 default ``{results_dir}/weights`` is used as it is. Random weights need no file.
 :func:`fetch_weights` is rule ``weights``' download: ``notpipe.data.download.fetch``
-(resumable, retried, sha256 recorded in a checksums file) plus the check that
-the file's sha256 starts with the hex suffix of its torch.hub name.
+(resumable, retried, sha256 recorded in a checksums file) plus the check of the
+file's sha256 against :data:`PINNED`.
+
+:func:`check` runs before any weight file is loaded (a downloaded one, a
+configured path, lpips' linear heads): the file's sha256 must match the hash
+pinned here. What is known is pinned: the full sha256 of lpips' heads (the
+lpips 0.1.4 wheel's RECORD), the 8-hex prefix of the torch.hub names
+(pytorch-fid and torchvision publish no more); for clean-fid's TorchScript
+``inception-2015-12-05.pt`` no hash is published. A TorchScript file runs code
+stored in it when loaded, so an unpinned one is loaded only with
+``eval.allow_unpinned_code_weights: true``; state dicts are loaded with
+``torch.load(weights_only=True)`` and must match their pin too (under the same
+key they may differ: the metric is then not the published network's).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -52,6 +64,74 @@ def file_name(url: str) -> str:
 
 #: every weight file the pipeline knows: file name -> URL
 KNOWN = {file_name(u): u for u in (*FID_URLS.values(), *LPIPS_URLS.values())}
+
+#: the config key that lets a weight file load whose sha256 is not pinned here
+ALLOW_KEY = "eval.allow_unpinned_code_weights"
+#: lpips 0.1.4's linear heads, ``lpips/weights/v0.1/<net>.pth`` in its wheel: full sha256
+#: (the wheel's RECORD)
+LPIPS_HEADS = {"alex": "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
+               "vgg": "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
+               "squeeze": "4a5350f23600cb79923ce65bb07cbf57dca461329894153e05a1346bd531cf76"}
+#: file name -> pinned sha256 (hex; shorter than 64 digits: the prefix its publisher gives in the
+#: torch.hub name, all that is published) or None (nothing published: clean-fid's TorchScript)
+PINNED = {LEGACY_FILE: "6726825d", CLEAN_FILE: None,
+          "alexnet-owt-7be5be79.pth": "7be5be79", "vgg16-397923af.pth": "397923af",
+          "squeezenet1_1-b8a52dc0.pth": "b8a52dc0",
+          **{f"lpips-v0.1-{net}.pth": sha for net, sha in LPIPS_HEADS.items()}}
+#: files whose loading runs code stored in them (TorchScript ``torch.jit.load``)
+CODE = frozenset({CLEAN_FILE})
+
+
+class WeightsError(ValueError):
+    """A weight file is not the one pinned, or runs code and is not pinned; it was not loaded."""
+
+    one_line = True  # stage.entry prints it without a traceback on the command line
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check(path: str | Path, name: str, allow_unpinned: bool = False) -> str:
+    """Check weight file ``path`` (the pipeline's file ``name``) before it is loaded; its sha256.
+
+    The sha256 must start with ``PINNED[name]``. A file with no pin is refused when
+    it is TorchScript (:data:`CODE`: loading runs code stored in the file). With
+    ``allow_unpinned`` (config ``eval.allow_unpinned_code_weights``) both are
+    loaded, with a warning naming the file and its sha256.
+
+    Raises
+    ------
+    WeightsError
+        One line naming the file, both hashes and what to do.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: not a regular file; give the weight file {name} (or its folder)")
+    digest, pin = _sha256(path), PINNED.get(name)
+    if pin and digest.startswith(pin):
+        return digest
+    url = KNOWN.get(name)
+    fetch = f"download {url} again" if url else "reinstall the package that ships it"
+    if allow_unpinned:
+        log.warning("%s: loading a weight file that is not pinned (sha256 %s) because %s is true",
+                    path, digest, ALLOW_KEY)
+    elif pin:
+        raise WeightsError(f"{path}: sha256 {digest[:16]}... is not the published {name} (pinned: starts "
+                           f"with {pin[:16]}); delete it and {fetch}, or set {ALLOW_KEY}: true to load it "
+                           f"anyway (the metric is then not the published network's)")
+    elif name in CODE:
+        raise WeightsError(f"{path}: {name} is TorchScript, whose loading runs code stored in the file, and no "
+                           f"sha256 is published for it (this file's: {digest}); set {ALLOW_KEY}: true only "
+                           f"for a file you trust, or use eval.feature_extractor: legacy_pytorch")
+    else:
+        raise WeightsError(f"{path}: no sha256 is pinned for {name!r} (this file's: {digest}); set "
+                           f"{ALLOW_KEY}: true only for a file you trust")
+    return digest
 
 
 def hash_prefix(name: str) -> str | None:
@@ -117,9 +197,9 @@ def fetch_weights(url: str, dest: str | Path, *, checksums: str | Path | None = 
     from notpipe.data.download import fetch
 
     dest = Path(dest).absolute()
-    prefix = hash_prefix(dest.name)
+    prefix = PINNED.get(file_name(url)) or hash_prefix(dest.name)
     out = fetch(url, dest, checksums=checksums, offline=offline, retries=retries,
                 sha256_prefix=prefix, **kw)
     if prefix:
-        log.info("%s: sha256 starts with %s, as its torch.hub name says", dest.name, prefix)
+        log.info("%s: sha256 starts with %s, as pinned", dest.name, prefix)
     return out
