@@ -8,8 +8,9 @@ loads, skipping (with a warning) any that are truncated or corrupt.
 
 Loading is ``torch.load(weights_only=True)``: a file that holds anything but
 tensors and plain Python types (a pickle that could run code) is refused with
-one line (:class:`UnsafeCheckpointError`). Every state we write is made of such
-types, RNG states included.
+one line (:class:`UnsafeCheckpointError`), and so is a truncated or damaged one
+(:class:`DamagedCheckpointError`). Every state we write is made of such types,
+RNG states included.
 
 :func:`resume` restores a trainer only from a checkpoint whose fingerprint
 (:mod:`notpipe.fingerprint`) matches the config; otherwise the old folders are
@@ -23,6 +24,7 @@ import pickle
 import random
 import re
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,14 @@ TRAINER_KEYS = ("step", "elapsed", "history", "T", "f", "opt_t", "opt_f", "gener
 
 class UnsafeCheckpointError(RuntimeError):
     """A file holds Python objects other than tensors and plain types; it was not loaded."""
+
+    one_line = True  # stage.entry prints it without a traceback on the command line
+
+
+class DamagedCheckpointError(RuntimeError):
+    """A model or checkpoint file is truncated, damaged or not a torch file."""
+
+    one_line = True
 
 
 def rng_state() -> dict:
@@ -80,7 +90,8 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
 
 
 def load(path: str | Path, map_location="cpu") -> dict:
-    """``torch.load(weights_only=True)``; a file with other objects raises :class:`UnsafeCheckpointError`."""
+    """``torch.load(weights_only=True)``; a file with other objects raises :class:`UnsafeCheckpointError`,
+    a truncated or damaged one :class:`DamagedCheckpointError` (a missing one FileNotFoundError)."""
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -88,6 +99,13 @@ def load(path: str | Path, map_location="cpu") -> dict:
         raise UnsafeCheckpointError(
             f"{path}: refused: it holds Python objects other than tensors and plain types, which could run "
             f"code when loaded{' (' + detail + ')' if detail else ''}; only load files written by notpipe") from None
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        what = "is a folder, not a model file" if Path(path).is_dir() else "is truncated or damaged"
+        why = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise DamagedCheckpointError(f"{path}: {what} ({why}); rerun the rule that writes it, or delete "
+                                     f"the file") from None
 
 
 def latest_checkpoint(directory: str | Path, map_location="cpu") -> tuple[Path, dict] | None:

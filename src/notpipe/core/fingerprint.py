@@ -41,6 +41,8 @@ VERSION = 1
 class FingerprintMismatch(RuntimeError):
     """A model was written by another configuration than the one asked for (one-line message)."""
 
+    one_line = True  # stage.entry prints it without a traceback on the command line
+
 
 def _canon(v):
     if isinstance(v, bool) or v is None or isinstance(v, str):
