@@ -177,8 +177,9 @@ def build_pdf():
 
 
 def all_outputs():
+    """What `rule all` asks for, each file once (the report's figures include the toy figures)."""
     out = toy_outputs() + data_outputs() + train_outputs() + eval_outputs()
-    return out + ([L.pdf] if build_pdf() else report_figures())
+    return list(dict.fromkeys(out + ([L.pdf] if build_pdf() else report_figures())))
 
 
 #: "fid" / "lpips" -> the weight file this config's evaluation reads (random weights: absent).
