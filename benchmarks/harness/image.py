@@ -183,6 +183,8 @@ def build_ours(sz: Sizes, opts: Opts, init: dict, device: torch.device, arrays: 
         sample_q = FloatHostSampler(float_data["target"], device, opts.channels_last)
     tr = build_trainer(run_block(sz, opts, log_every), sample_p, sample_q, device, init=init,
                        adam="torch" if opts.fused_adam else "loop")
+    if opts.precision == "bf16" and device.type != "cuda":  # cpu_bf16: build_trainer autocasts on CUDA only
+        tr.ctx = torch.autocast(device.type, dtype=torch.bfloat16)
     if replay is not None and sz.weak:
         tr.noise = lambda n, g, dev: replay["z"].take(n).to(dev)
     return tr
