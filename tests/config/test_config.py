@@ -54,6 +54,31 @@ def test_unknown_sampler_lists_allowed_values():
     assert "8gaussians" in msg and "swissroll" in msg
 
 
+def test_a_sampler_key_that_does_not_apply_is_one_line():
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg_with(target={"name": "moons", "radii": [1.0, 2.0]}))
+    lines = str(err.value).splitlines()[1:]
+    assert lines == ["  toy.experiments.moons.target: sampler 'moons' does not use radii; its keys: dim, noise, scale"]
+    validate_config(cfg_with(target={"name": "circles", "radii": [1.0, 2.0]}))  # where it applies
+
+
+def test_sampler_keys_are_the_samplers_parameters():
+    """SAMPLER_KEYS (what the config accepts) equals what notpipe.toy.samplers builds from."""
+    import re
+
+    from notpipe.config import SAMPLER_KEYS, load_schema
+    from notpipe.toy.samplers import SAMPLERS, make_sampler
+
+    schema_keys = set(load_schema()["$defs"]["sampler"]["properties"]) - {"name"}
+    assert set(SAMPLER_KEYS) == set(SAMPLERS)
+    for name, keys in SAMPLER_KEYS.items():
+        assert keys <= schema_keys, name
+        with pytest.raises(ValueError) as err:
+            make_sampler({"name": name, "not_a_key": 1})
+        takes = set(re.findall(r"'(\w+)'", str(err.value).split("allowed:")[1]))
+        assert keys - {"seed"} == takes, name  # make_sampler reads seed for every sampler
+
+
 def test_wrong_type_named():
     with pytest.raises(ConfigError, match=r"toy.experiments.moons.steps: 'ten' is not of type 'integer'"):
         validate_config(cfg_with(steps="ten"))

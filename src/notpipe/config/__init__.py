@@ -22,6 +22,16 @@ SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 
 #: samplers whose samples always live in R^2 (checked against notpipe.toy.samplers in the tests)
 PLANAR_SAMPLERS = {"moons", "8gaussians", "swissroll", "circles"}
+#: the keys each sampler reads besides ``name`` (the parameters of notpipe.toy.samplers; checked in the tests)
+SAMPLER_KEYS = {
+    "gaussian": {"dim", "mean", "cov", "seed"},
+    "moons": {"dim", "scale", "noise"},
+    "8gaussians": {"dim", "scale", "noise", "whiten"},
+    "swissroll": {"dim", "scale", "noise", "whiten"},
+    "circles": {"dim", "radii", "centers", "noise", "scale"},
+    "discrete": {"dim", "n", "atoms", "scale", "seed"},
+    "gaussian_mixture": {"dim", "n", "centers", "std", "scale", "seed"},
+}
 
 
 #: most values (mappings, lists and scalars) a config may hold once its YAML aliases are
@@ -171,6 +181,10 @@ def _memory_note(path, value) -> str:
 
 def _sampler_dim(s: dict, where: str, errors: list[str]) -> int:
     name = s["name"]
+    unused = sorted(set(s) - {"name"} - SAMPLER_KEYS.get(name, set(s)))
+    if unused:
+        errors.append(f"{where}: sampler '{name}' does not use {', '.join(unused)}; its keys: "
+                      f"{', '.join(sorted(SAMPLER_KEYS[name]))}")
     if name in PLANAR_SAMPLERS:
         if s.get("dim", 2) != 2:
             errors.append(f"{where}.dim: sampler '{name}' is 2-D only, got dim={s['dim']}")
