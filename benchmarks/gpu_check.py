@@ -23,7 +23,7 @@ progress to stderr. Without CUDA it prints one line and measures nothing; ``--cp
 runs the same code at tiny sizes on the CPU (no torch.compile row, bf16 as CPU autocast) to
 test the script, not to measure anything.
 
-    benchmarks/gpu_check.sh                 # on a GPU machine, about 6 minutes
+    benchmarks/gpu_check.sh                 # on a GPU machine: at most 9 minutes (it plans for 8)
     benchmarks/gpu_check.sh --cpu-smoke     # anywhere, well under a minute
 """
 

@@ -3,7 +3,7 @@
 # (fp32, TF32, bf16 autocast, torch.compile), peak GPU memory, and an fp32-vs-bf16 A/B of our
 # trainer with a smoke FID. Details: benchmarks/gpu_check.py --help and benchmarks/README.md.
 #
-#   benchmarks/gpu_check.sh                       # needs CUDA; about 6 minutes, at most 9
+#   benchmarks/gpu_check.sh                       # needs CUDA; at most 9 minutes (it plans for 8)
 #   benchmarks/gpu_check.sh --out gpu_check.json  # also writes the figures as JSON
 #   benchmarks/gpu_check.sh --cpu-smoke           # tiny sizes on the CPU, to test the script
 #
