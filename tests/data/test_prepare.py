@@ -34,7 +34,7 @@ def test_image_folder_zip_skips_and_lists_bad_images(tmp_path):
     m = prepare("x", spec(crop="none"), 16, tmp_path / "out", tmp_path, max_bad_fraction=0.2, progress=False)
     assert m["n_source"] == 13 and m["n_skipped"] == 2
     assert {s["name"] for s in m["skipped"]} == {"imgs/900_truncated.jpg", "imgs/901_garbage.png"}
-    assert m["n_train"] + m["n_test"] == 11 and m["n_test"] == 11 - int(11 * 0.9)
+    assert m["n_train"] + m["n_test"] == 11 and m["n_test"] == int(11 * 0.1)  # authors: test_size = int(n * 0.1)
     assert m["image_size"] == 16 and set(m) >= {"n_train", "n_test", "skipped", "sha256", "image_size"}
     assert len(m["sha256"]["x.zip"]) == 64
     train = np.load(tmp_path / "out/train.npy")

@@ -1,6 +1,17 @@
 # Evaluation: FID/KID (clean-fid), LPIPS, transport cost (and shape attributes) per kept
 # snapshot of each run; one job per (run, snapshot). Jobs hold the `gpu` resource too.
 
+#: eval keys read only for runs whose source data set has an augmentation (textures)
+AUGMENTED_FID_KEYS = ("fid_passes", "fid_repeats")
+
+
+def eval_params(run=None):
+    """The eval block as a job parameter: the augmented-FID keys only in the jobs of runs whose
+    source data set has an augmentation, so changing them reruns those evaluations only."""
+    augmented = run is not None and bool(DATASETS.get(RUNS[run]["source"], {}).get("augment"))
+    return {k: v for k, v in config["eval"].items() if augmented or k not in AUGMENTED_FID_KEYS}
+
+
 # Downloads one FID Inception / LPIPS backbone file (resumable, sha256 recorded, torch.hub
 # hash prefix checked). Needs the network: a `localrules` candidate. data.offline: one line
 # naming the URL and the full path to put the file at.
@@ -30,7 +41,7 @@ rule eval_reference:
     output:
         L.refstats("{dataset}", "{size}", FID_TAG),
     params:
-        eval=config["eval"],
+        eval=eval_params(),
         data_dir=lambda w, input: str(Path(input.manifest).parent.parent),
     resources:
         gpu=1,
@@ -55,7 +66,7 @@ rule eval_snapshot:
     params:
         # derived from the declared input (the train rule's snapshots/ folder)
         snapshot=lambda w, input: str(Path(input.snapshots) / step_file(w.step)),
-        eval=config["eval"],
+        eval=lambda w: eval_params(w.run),
         data_dir=DATA,
         images=lambda w: L.eval_images(w.run, w.step) if config["eval"]["save_images"] else None,
         run=lambda w: get_run_trajectory(w.run),

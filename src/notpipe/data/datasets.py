@@ -3,8 +3,9 @@
 Every entry says where the data comes from (``url`` to download, or ``path`` of a
 local archive/directory when the source cannot be downloaded by a script), its
 ``format``, optional ``sha256``, the ``crop`` rule and the domain pairs that use
-it. The config's ``datasets:`` block adds entries or overrides fields of these
-defaults (one level deep), so a new data set needs config only::
+it, and how it is resized (``resample``, ``stored_size``) and augmented (``augment``,
+:mod:`notpipe.data.augment`). The config's ``datasets:`` block adds entries or overrides
+fields of these defaults (one level deep), so a new data set needs config only::
 
     datasets:
       my_set:
@@ -23,46 +24,62 @@ import copy
 from pathlib import Path
 from urllib.parse import urlparse
 
+from notpipe.data.augment import AugmentError, RandomResizedCrop
+
 FORMATS = ("igan_hdf5_zip", "image_folder_zip", "image_folder_tar", "image_folder", "celeba",
            "torchvision", "shapes", "derived")
 #: formats made here, not read from a file: synthetic, torchvision's own download, or another data set
 NO_SOURCE_FILE = ("shapes", "torchvision", "derived")
+#: resize filters (notpipe.data.prepare.resize_square): PIL bilinear, PIL bicubic, torch F.interpolate
+RESAMPLE = ("bilinear", "bicubic", "interpolate")
 #: the reserved source name of a generation run (OTM): Gaussian noise, no data set
 NOISE_SOURCE = "noise"
 
 _IGAN = "http://efrosgans.eecs.berkeley.edu/iGAN/datasets/{}_128.zip"
+#: Kernel NOT's textures augmentation: Resize(300), RandomResizedCrop(scale=(128/300, 1), ratio 1), flips
+_DTD_AUGMENT = {"name": "random_resized_crop", "resize": 300, "scale": [128 / 300, 1.0], "ratio": [1.0, 1.0],
+                "flips": ["h", "v"]}
 _CELEBA_NOTE = ("CelebA aligned images and attributes from "
                 "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (Google Drive: "
                 "Img/img_align_celeba.zip, Anno/list_attr_celeba.txt)")
 
 #: the papers' data sets (docs/datasets.md#sources-and-formats); sizes are of the archives
 DEFAULT_DATASETS: dict[str, dict] = {
+    # 128-px arrays; at other sizes the authors' loader resizes with F.interpolate (bilinear, no antialias)
     "handbag": {"url": _IGAN.format("handbag"), "format": "igan_hdf5_zip", "size_bytes": 2.8e9,
-                "crop": "none", "pairs": ["handbag->shoes", "shoes->handbag"]},
+                "crop": "none", "resample": "interpolate", "pairs": ["handbag->shoes", "shoes->handbag"]},
     "shoes": {"url": _IGAN.format("shoes"), "format": "igan_hdf5_zip", "size_bytes": 9.22e8,
-              "crop": "none", "pairs": ["handbag->shoes", "shoes->handbag", "textures->shoes"]},
+              "crop": "none", "resample": "interpolate",
+              "pairs": ["handbag->shoes", "shoes->handbag", "textures->shoes"]},
     "outdoor": {"url": _IGAN.format("outdoor"), "format": "igan_hdf5_zip", "size_bytes": 5.5e9,
-                "crop": "none", "pairs": ["outdoor->church"]},
+                "crop": "none", "resample": "interpolate", "pairs": ["outdoor->church"]},
     "church": {"url": _IGAN.format("church"), "format": "igan_hdf5_zip", "size_bytes": 4.6e9,
-               "crop": "none", "pairs": ["outdoor->church"]},
-    "celeba": {"path": ["img_align_celeba.zip", "list_attr_celeba.txt"], "format": "celeba", "crop": "center",
+               "crop": "none", "resample": "interpolate", "pairs": ["outdoor->church"]},
+    # NOT: the whole 178x218 image resized to a square (Resize((s, s)), no crop)
+    "celeba": {"path": ["img_align_celeba.zip", "list_attr_celeba.txt"], "format": "celeba", "crop": "none",
                "size_bytes": 1.44e9, "note": _CELEBA_NOTE,
                "pairs": ["noise->celeba", "celeba->cartoon", "celeba (restoration halves)"]},
     "celeba_male": {"path": ["img_align_celeba.zip", "list_attr_celeba.txt"], "format": "celeba",
-                    "filter": {"attribute": "Male", "value": 1}, "crop": "center",
+                    "filter": {"attribute": "Male", "value": 1}, "crop": "none",
                     "size_bytes": 1.44e9, "note": _CELEBA_NOTE, "pairs": ["celeba_male->celeba_female"]},
     "celeba_female": {"path": ["img_align_celeba.zip", "list_attr_celeba.txt"], "format": "celeba",
-                      "filter": {"attribute": "Male", "value": -1}, "crop": "center",
+                      "filter": {"attribute": "Male", "value": -1}, "crop": "none",
                       "size_bytes": 1.44e9, "note": _CELEBA_NOTE,
                       "pairs": ["celeba_male->celeba_female", "anime->celeba_female"]},
+    # torchvision's CenterCrop(140) of the 178x218 image: top round(78 / 2), left round(38 / 2)
+    "celeba_crop140": {"path": ["img_align_celeba.zip", "list_attr_celeba.txt"], "format": "celeba",
+                       "crop": [39, 19, 140, 140], "size_bytes": 1.44e9, "note": _CELEBA_NOTE,
+                       "pairs": ["a 140-px centre crop (OTM's CelebA)"]},
+    # authors' preprocess: Pillow's default (bicubic) resizes to 512 and 128; their loader then Resize((s, s))
     "anime": {"path": "anime_faces.zip", "format": "image_folder_zip", "pre_resize": 512,
-              "crop": [114, 128, 256, 256], "size_bytes": 1.05e11,
+              "crop": [114, 128, 256, 256], "resample": "bicubic", "stored_size": 128, "size_bytes": 1.05e11,
               "note": ("aligned anime faces (Kaggle 'another anime face dataset' at 512 px); "
                        "authors' crop: resize 512, 256-px box offset (0, -14), resize"),
               "pairs": ["anime->celeba_female"]},
+    # Kernel NOT: shuffled with numpy seed 0 before the 10 % tail; a fresh augmentation per draw
     "textures": {"url": "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz",
                  "format": "image_folder_tar", "crop": "center", "size_bytes": 6.25e8,
-                 "split": "random", "split_seed": 0, "pairs": ["textures->shoes"]},
+                 "split": "random", "split_seed": 0, "augment": _DTD_AUGMENT, "pairs": ["textures->shoes"]},
     "cartoon": {"path": "cartoonset100k.tgz", "format": "image_folder_tar", "crop": "center",
                 "size_bytes": 4.5e9, "pairs": ["celeba->cartoon"],
                 "note": "CartoonSet100K from https://google.github.io/cartoonset/download.html"},
@@ -109,6 +126,14 @@ def resolve_datasets(user: dict | None = None) -> dict[str, dict]:
         if name == NOISE_SOURCE:
             raise DatasetError(f"datasets.{name}: '{NOISE_SOURCE}' is the generation source (images.runs.*.source: "
                                f"{NOISE_SOURCE}), not a data set name")
+        if spec.get("augment"):
+            try:
+                RandomResizedCrop.from_spec(spec["augment"], f"datasets.{name}.augment")
+            except AugmentError as err:
+                raise DatasetError(str(err)) from None
+        if spec.get("resample", "bilinear") not in RESAMPLE:
+            raise DatasetError(f"datasets.{name}.resample: {spec['resample']!r} is not allowed; allowed values: "
+                               f"{', '.join(RESAMPLE)}")
         if fmt == "derived":
             base = spec.get("base")
             if base not in out or out[base].get("format") == "derived":

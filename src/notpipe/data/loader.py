@@ -8,6 +8,10 @@ than float) into a pinned buffer, sent with a non-blocking copy and converted to
 float in [-1, 1] NCHW on the device. Nothing on this path waits for the GPU: the
 CPU gathers the next batch while the GPU still runs the previous step. Pinned
 buffers are recycled through a small ring guarded by CUDA events.
+
+A data set prepared with an augmentation (:mod:`notpipe.data.augment`) loads as an
+:class:`~notpipe.data.augment.AugmentedSplit`: the sampler then draws, after the indices and
+from the same generator, a fresh crop and flips for every image of the batch.
 """
 
 from __future__ import annotations
@@ -18,16 +22,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from notpipe.data.augment import AugmentedSplit
 
-def load_split(data_dir: str | Path, split: str = "train", mmap: bool = True) -> np.ndarray:
-    """The uint8 ``(N, H, W, 3)`` array of a prepared data set (memory-mapped)."""
+
+def load_split(data_dir: str | Path, split: str = "train", mmap: bool = True) -> np.ndarray | AugmentedSplit:
+    """The uint8 ``(N, H, W, 3)`` array of a prepared data set (memory-mapped); for a data set
+    with an augmentation an :class:`~notpipe.data.augment.AugmentedSplit`, sliced like that array."""
     d = Path(data_dir)
     manifest = d / "manifest.json"
     if not manifest.exists():
         raise FileNotFoundError(f"{manifest} missing: build it with "
                                 f"`snakemake --cores 2 {manifest}` (data stage)")
     files = json.loads(manifest.read_text())["files"]
-    return np.load(d / files[split], mmap_mode="r" if mmap else None)
+    fixed = np.load(d / files[split], mmap_mode="r" if mmap else None)
+    return AugmentedSplit.load(d, split, fixed, mmap) or fixed
 
 
 def to_float(batch: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
@@ -52,8 +60,9 @@ class ImageSampler:
 
     Parameters
     ----------
-    array : np.ndarray
-        uint8 ``(N, H, W, C)`` (a memmap from :func:`load_split`).
+    array : np.ndarray or AugmentedSplit
+        uint8 ``(N, H, W, C)`` (a memmap from :func:`load_split`); an ``AugmentedSplit`` gives
+        each drawn image a fresh crop and flips from the same generator.
     device : torch device of the returned batches.
     channels_last : bool
         Return batches in channels-last memory format (faster convolutions on CUDA).
@@ -61,11 +70,12 @@ class ImageSampler:
         Pinned host buffers in flight (CUDA only).
     """
 
-    def __init__(self, array: np.ndarray, device: str | torch.device = "cpu",
+    def __init__(self, array: np.ndarray | AugmentedSplit, device: str | torch.device = "cpu",
                  channels_last: bool = False, ring: int = 4):
         if array.ndim != 4 or array.dtype != np.uint8:
             raise ValueError(f"expected a uint8 (N, H, W, C) array, got {array.dtype} {array.shape}")
         self.array, self.n = array, len(array)
+        self.augmented = isinstance(array, AugmentedSplit)
         self.device = torch.device(device)
         self.channels_last = channels_last
         self.cuda = self.device.type == "cuda"
@@ -105,7 +115,10 @@ class ImageSampler:
     def __call__(self, n: int, generator: torch.Generator, rows: np.ndarray | None = None) -> torch.Tensor:
         """``n`` random images (``rows``: only these positions of the ``n`` drawn, gathered alone)."""
         idx = self.indices(n, generator)
-        batch = self.gather(idx if rows is None else idx[rows])
+        if self.augmented:  # crops and flips of all n drawn after the indices (ranks stay in step)
+            batch = self.array.sample(idx, generator, rows)
+        else:
+            batch = self.gather(idx if rows is None else idx[rows])
         if not self.cuda:
             return to_float(torch.from_numpy(batch), self.channels_last)
         k = self._next

@@ -4,7 +4,7 @@
 order* (sorted member names of an archive or folder, array order of an hdf5
 file), decodes every image in parallel workers (grayscale -> RGB, RGBA/LA/P with
 transparency composited on white), applies the registry's crop, resizes to
-``size`` x ``size`` (PIL bilinear, antialiased when shrinking), skips and lists
+``size`` x ``size`` (the registry's ``resample``: PIL bilinear by default), skips and lists
 corrupt or truncated images, splits train/test deterministically and writes::
 
     {out_dir}/train.npy, test.npy     uint8 (N, size, size, 3), memory-mappable
@@ -35,7 +35,9 @@ from tqdm.auto import tqdm
 
 from notpipe import __version__
 from notpipe.data import shapes
+from notpipe.data.augment import RaggedWriter, RandomResizedCrop, center_view, shorter_side
 from notpipe.data.datasets import (
+    RESAMPLE,
     DatasetError,
     file_name,
     missing_local_message,
@@ -64,10 +66,46 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def crop_resize(img: Image.Image, crop, size: int, pre_resize: int | None = None) -> np.ndarray:
-    """Apply ``pre_resize`` (square), the crop rule and the final resize; uint8 HWC."""
+_PIL_FILTER = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+def resize_square(img: Image.Image, size: int, resample: str = "bilinear") -> Image.Image:
+    """``img`` resized to ``size`` x ``size``.
+
+    ``bilinear`` / ``bicubic``: PIL's filters (antialiased when shrinking), as torchvision's
+    ``Resize`` on PIL images. ``interpolate``: the authors' iGAN loader, ``F.interpolate`` bilinear
+    (no antialiasing, ``align_corners=False``) of ``2 * x / 255 - 1`` in float32, rounded back to uint8.
+    """
+    if resample == "interpolate":
+        import torch
+        import torch.nn.functional as F
+
+        x = torch.from_numpy(np.array(img, dtype=np.uint8)).to(torch.float32).permute(2, 0, 1)[None]
+        y = F.interpolate(2 * (x / 255.) - 1, size=(size, size), mode="bilinear", align_corners=False)
+        u = ((y[0].permute(1, 2, 0) + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+        return Image.fromarray(u.numpy())
+    if resample not in _PIL_FILTER:
+        raise ValueError(f"unknown resample {resample!r}; allowed: {', '.join(RESAMPLE)}")
+    return img.resize((size, size), _PIL_FILTER[resample])
+
+
+def resize_rule(spec: dict) -> dict:
+    """How a data set is resized: ``resample`` filter, ``stored_size`` and the ``augment`` transform."""
+    aug = spec.get("augment")
+    return {"resample": spec.get("resample") or "bilinear", "stored_size": spec.get("stored_size"),
+            "augment": RandomResizedCrop.from_spec(aug) if aug else None}
+
+
+def crop_resize(img: Image.Image, crop, size: int, pre_resize: int | None = None, resample: str = "bilinear",
+                stored_size: int | None = None) -> np.ndarray:
+    """Apply ``pre_resize`` (square), the crop rule and the final resize (filter ``resample``); uint8 HWC.
+
+    ``stored_size``: the size of the authors' preprocessed files; at another ``size`` the image
+    is made at ``stored_size`` first, rounded to uint8, then resized with PIL bilinear (their
+    loader's ``Resize((size, size))``).
+    """
     if pre_resize:
-        img = img.resize((pre_resize, pre_resize), Image.Resampling.BILINEAR)
+        img = resize_square(img, pre_resize, resample)
     w, h = img.size
     if crop == "center":
         s = min(w, h)
@@ -80,24 +118,39 @@ def crop_resize(img: Image.Image, crop, size: int, pre_resize: int | None = None
         img = img.crop((left, top, left + cw, top + ch))
     elif crop != "none":
         raise ValueError(f"unknown crop {crop!r}; allowed: center, none, [top, left, height, width]")
+    if stored_size and size != stored_size and img.size != (stored_size, stored_size):
+        img = resize_square(img, stored_size, resample)
+    if stored_size and size != stored_size:
+        resample = "bilinear"
     if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BILINEAR)
+        img = resize_square(img, size, resample)
     return np.asarray(img, dtype=np.uint8)
 
 
-def process(item: tuple, crop, size: int, pre_resize: int | None) -> tuple[np.ndarray | None, str | None]:
-    """Decode + crop + resize one ``(key, bytes | array)``; ``(None, reason)`` if unusable."""
+def process(item: tuple, crop, size: int, pre_resize: int | None,
+            rule: dict | None = None) -> tuple[np.ndarray | tuple | None, str | None]:
+    """Decode + crop + resize one ``(key, bytes | array)``; ``(None, reason)`` if unusable.
+
+    ``rule``: :func:`resize_rule`; with an augmentation the result is the pair ``(fixed view,
+    image at the augmentation's shorter side)``.
+    """
     _, payload = item
+    rule = rule or {}
+    aug = rule.get("augment")
     try:
         if isinstance(payload, np.ndarray):
             arr = payload if payload.ndim == 3 else payload[..., None]
-            if _is_ready(arr, size) and crop == "none" and not pre_resize:
+            if _is_ready(arr, size) and crop == "none" and not pre_resize and aug is None:
                 return np.ascontiguousarray(arr, dtype=np.uint8), None
             img = Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr)
         else:
             img = Image.open(io.BytesIO(payload))
             img.load()  # truncated files raise here
-        return crop_resize(to_rgb(img), crop, size, pre_resize), None
+        if aug is not None:
+            full = np.asarray(shorter_side(to_rgb(img), aug.resize), dtype=np.uint8)
+            return (center_view(full, size), full), None
+        return crop_resize(to_rgb(img), crop, size, pre_resize, rule.get("resample", "bilinear"),
+                           rule.get("stored_size")), None
     except Exception as err:  # noqa: BLE001 - any decoding problem means: skip and count
         # no object addresses in the reason: manifests must be byte-identical across runs
         return None, re.sub(r" at 0x[0-9a-f]+", "", f"{type(err).__name__}: {err}")
@@ -193,13 +246,16 @@ def _read_torchvision(name: str, raw_dir: Path, offline: bool) -> tuple[int, Ite
 
 # ----------------------------------------------------------------- split / store
 def split_indices(n: int, rule: str, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train/test indices: ``tail`` = last ``test_fraction`` in source order (authors);
-    ``random`` = a seeded random subset (each part kept in source order)."""
-    n_train = int(n * (1 - test_fraction))
+    """Train/test indices (each part sorted), the authors' rules: the test part has
+    ``int(n * test_fraction)`` images (at least 1 when ``n > 1``): ``tail`` = the last ones in
+    source order; ``random`` = the last ones after ``np.random.seed(seed); np.random.shuffle``."""
+    n_test = min(max(int(n * test_fraction), 1), n - 1) if n > 1 else 0
+    n_train = n - n_test
     if rule == "tail":
         idx = np.arange(n)
     elif rule == "random":
-        idx = np.random.default_rng(seed).permutation(n)
+        idx = np.arange(n)
+        np.random.RandomState(seed).shuffle(idx)  # the legacy global stream of np.random.seed(seed)
     else:
         raise ValueError(f"unknown split {rule!r}; allowed: tail, random")
     return np.sort(idx[:n_train]), np.sort(idx[n_train:])
@@ -267,7 +323,9 @@ def prepare(name: str, spec: dict, size: int, out_dir: str | Path, raw_dir: str 
     if n == 0:
         raise PrepareError(f"data set '{name}': the source holds no images")
     crop, pre = spec["crop"], spec.get("pre_resize")
+    rule = resize_rule(spec)
     tmp.mkdir(parents=True, exist_ok=True)
+    store = RaggedWriter(tmp, rule["augment"]) if rule["augment"] else None  # augmentation: full images
     buf = np.lib.format.open_memmap(tmp / "all.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
     ok = np.zeros(n, bool)
     skipped: list[dict] = []
@@ -276,8 +334,8 @@ def prepare(name: str, spec: dict, size: int, out_dir: str | Path, raw_dir: str 
     first = next(items, None)
     items = itertools.chain([first] if first is not None else [], items)
     # arrays already at the target size (iGAN hdf5 at 128, shapes) are only copied: no workers
-    copy_only = first is not None and _is_ready(first[1], size) and crop == "none" and not pre
-    jobs = _keys(((item, crop, size, pre) for _, item in zip(range(n), items)), keys)
+    copy_only = first is not None and _is_ready(first[1], size) and crop == "none" and not pre and not store
+    jobs = _keys(((item, crop, size, pre, rule) for _, item in zip(range(n), items)), keys)
     bar = tqdm(total=n, desc=f"prepare {name}", unit="img", disable=not progress, mininterval=1.0)
     pool = mp.get_context("fork").Pool(threads) if threads > 1 and not copy_only else None
     try:
@@ -286,7 +344,7 @@ def prepare(name: str, spec: dict, size: int, out_dir: str | Path, raw_dir: str 
             if arr is None:
                 skipped.append({"name": keys[i], "reason": reason})
             else:
-                buf[i], ok[i] = arr, True
+                buf[i], ok[i] = (store.add(i, arr) if store else arr), True
             bar.update(1)
     finally:
         bar.close()
@@ -301,6 +359,7 @@ def prepare(name: str, spec: dict, size: int, out_dir: str | Path, raw_dir: str 
     tr, te = split_indices(len(valid), spec["split"], float(spec["test_fraction"]), int(spec["split_seed"]))
     digests = {"train": write_npy(out_dir / "train.npy", buf, valid[tr]),
                "test": write_npy(out_dir / "test.npy", buf, valid[te])}
+    full_files, full_digests = store.write(out_dir, {"train": valid[tr], "test": valid[te]}) if store else ({}, {})
     del buf
     if attrs is not None:
         parts = [attrs.iloc[valid[tr]].assign(split="train", index=np.arange(len(tr))),
@@ -311,6 +370,8 @@ def prepare(name: str, spec: dict, size: int, out_dir: str | Path, raw_dir: str 
         "name": name, "format": spec["format"], "image_size": size, "layout": "NHWC", "dtype": "uint8",
         "n_source": n, "n_train": len(tr), "n_test": len(te), "n_skipped": len(skipped),
         "skipped": skipped, "crop": crop, "pre_resize": pre, "limit": spec.get("limit"),
+        "resample": rule["resample"], "stored_size": rule["stored_size"],
+        "augment": rule["augment"].as_block() if rule["augment"] else None,
         "filter": spec.get("filter"), "shape": spec.get("shape"),
         "split": {"rule": spec["split"], "test_fraction": spec["test_fraction"], "seed": spec["split_seed"]},
         "source": [f["url"] or file_name(str(f["path"])) for f in files] or spec.get("torchvision")
@@ -318,8 +379,8 @@ def prepare(name: str, spec: dict, size: int, out_dir: str | Path, raw_dir: str 
         "sha256": {file_name(str(f["path"])): (sha256_file(f["path"]) if f["path"].is_file() else None)
                    for f in files},
         "files": {"train": "train.npy", "test": "test.npy",
-                  **({"attributes": "attributes.csv"} if attrs is not None else {})},
-        "array_sha256": digests, "notpipe_version": __version__,
+                  **({"attributes": "attributes.csv"} if attrs is not None else {}), **full_files},
+        "array_sha256": {**digests, **full_digests}, "notpipe_version": __version__,
     }
     write_json(out_dir / "manifest.json", manifest)
     log.info("%s: %d train, %d test, %d skipped -> %s", name, len(tr), len(te), len(skipped), out_dir)

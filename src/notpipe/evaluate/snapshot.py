@@ -4,7 +4,11 @@
 through it batch by batch and streams the outputs into the FID extractor (no
 image files unless ``save_images``), against cached statistics of the *target
 test split* (the papers' protocol, docs/evaluation.md#fid-protocol-of-the-authors). Stochastic maps are pushed
-``fid_z_draws`` times with fresh z and reported as mean ± std. Every row carries
+``fid_z_draws`` times with fresh z and reported as mean ± std. A source data set with an
+augmentation (Kernel NOT's textures) is measured the authors' way instead: each FID pools
+``fid_passes`` passes of the test split, every pass with a fresh crop and flips of every image
+and fresh z, and the measurement is repeated ``fid_repeats`` times (mean ± population std;
+docs/evaluation.md#kernel-not-fid-on-textures). Every row carries
 the extractor tag and a ``smoke`` flag: random-weight extractors give smoke
 numbers that are never comparable with published ones.
 
@@ -26,6 +30,7 @@ import torch.nn.functional as F
 
 from notpipe import seeds
 from notpipe.data import shapes
+from notpipe.data.augment import AugmentedSplit
 from notpipe.data.datasets import NOISE_SOURCE, dataset_dir
 from notpipe.data.loader import load_split, to_float, to_uint8
 from notpipe.evaluate import fid as fidlib
@@ -61,6 +66,19 @@ def test_split_batches(array: np.ndarray, n: int | None, batch: int):
         yield np.array(array[i:min(i + batch, n)])  # a writable copy of the memmap slice
 
 
+def augmented_seed(seed: int, repeat: int, pass_: int, batch: int) -> int:
+    """Seed of the generator of one batch of an augmented FID pass (its crops, flips and z)."""
+    return int(np.random.SeedSequence([int(seed), repeat, pass_, batch]).generate_state(1)[0])
+
+
+def fid_plan(source_test, ev: dict, stochastic: bool) -> tuple[int, int]:
+    """``(repeats, passes)`` of the FID of a map: an augmented source test split gets
+    ``fid_repeats`` x ``fid_passes``; else a stochastic map ``fid_z_draws`` x 1, a deterministic one 1 x 1."""
+    if isinstance(source_test, AugmentedSplit):
+        return int(ev.get("fid_repeats", 1)), int(ev.get("fid_passes", 1))
+    return (ev["fid_z_draws"] if stochastic else 1), 1
+
+
 def _for_lpips(x: torch.Tensor) -> torch.Tensor:
     if x.shape[-1] >= LPIPS_MIN_SIZE:
         return x
@@ -84,7 +102,8 @@ def evaluate_snapshot(path: str | Path, data_dir: str | Path, ref: dict, ev: dic
     extractor = extractor or extractor_from_config(ev, device)
     lp = lp if lp is not None else lpips_from_config(ev, device)
     stochastic = tr.noise is not None
-    draws = ev["fid_z_draws"] if stochastic else 1
+    draws, passes = fid_plan(setup.source_test, ev, stochastic)
+    augmented = isinstance(setup.source_test, AugmentedSplit)
     seed = run["seed"] + EVAL_SEED_OFFSET
     rows: list[dict] = []
 
@@ -104,16 +123,28 @@ def evaluate_snapshot(path: str | Path, data_dir: str | Path, ref: dict, ev: dic
         sq, count = 0.0, 0
         score = paired.PairedScore()
 
+        def batches():
+            """``(uint8 inputs, generator of their z)`` of every pass of this repeat."""
+            for p in range(passes):
+                start = 0
+                for b, xb in enumerate(test_split_batches(setup.source_test, ev["n_test"], ev["batch"])):
+                    if not augmented:
+                        yield p, xb, torch.Generator().manual_seed(seed + 1000 * d + b)
+                        continue
+                    g = torch.Generator().manual_seed(augmented_seed(seed, d, p, b))
+                    yield p, setup.source_test.sample(np.arange(start, start + len(xb)), g), g
+                    start += len(xb)
+
         def outputs():
             nonlocal sq, count
-            for b, xb in enumerate(test_split_batches(setup.source_test, ev["n_test"], ev["batch"])):
+            for p, xb, g in batches():
                 x = to_float(torch.from_numpy(xb)).to(device)
-                y = tr.infer(x, 1, torch.Generator().manual_seed(seed + 1000 * d + b))[:, 0]
+                y = tr.infer(x, 1, g)[:, 0]
                 sq += float((y - x).pow(2).mean(dim=(1, 2, 3)).sum())
                 if clean is not None:
                     score.add(y, clean[count:count + len(x)])
                 count += len(x)
-                if save_images and d == 0:
+                if save_images and d == 0 and p == 0:
                     _save_pngs(to_uint8(y), Path(save_images), count - len(x))
                 yield y
         res = fidlib.compute_fid_kid(outputs(), ref, extractor, kid=ev["kid"])
@@ -123,8 +154,8 @@ def evaluate_snapshot(path: str | Path, data_dir: str | Path, ref: dict, ev: dic
         scores.append(score)
         n_images = res["n"]
         spent += time.perf_counter() - t0
-        log.info("%s step %d draw %d: FID %.3f KID %s cost %.4f (%.1f s)", name, step, d, res["fid"],
-                 res["kid"], costs[-1], time.perf_counter() - t0)
+        log.info("%s step %d draw %d (%d pass(es), %d images): FID %.3f KID %s cost %.4f (%.1f s)", name, step,
+                 d, passes, res["n"], res["fid"], res["kid"], costs[-1], time.perf_counter() - t0)
     sd = (lambda v: float(np.std(v)) if draws > 1 else None)  # noqa: E731
     add("fid", float(np.mean(fids)), sd(fids), n_images, spent, tag=fid_tag, smoke=extractor.smoke)
     if ev["kid"] and kids[0] is not None:
