@@ -76,11 +76,17 @@ def test_two_processes_equal_one_on_the_same_global_batch(shapes_data, tmp_path,
     assert res[0]["weights_sha256"] == res[1]["weights_sha256"]  # both ranks hold identical weights
     t1, f1 = _weights(one / "final.pt")
     t2, f2 = _weights(tmp_path / "two" / "final.pt")
-    _assert_close(f2, f1)  # ResNet_D has no BatchNorm: every tensor at 1e-5
+    # ResNet_D has no BatchNorm, but it learns from T(x) made in eval mode (the authors' freeze):
+    # there T's conv biases and BatchNorm running means (Adam-amplified float noise, see
+    # _split_unet) no longer cancel exactly, so f sees outputs that differ at ~1e-5 between one
+    # process and two, and its weights end within 2e-4 (4.9e-5 measured at 5 f-steps)
+    _assert_close(f2, f1, rtol=2e-4)
     (k1, s1, r1), (k2, s2, r2) = _split_unet(t1), _split_unet(t2)
     assert len(k1) >= 10 and len(s1) >= 10
-    assert _global_rel(k2, k1) <= 1e-5  # every conv kernel of the U-Net
-    assert _global_rel(s2, s1) <= 1e-5  # BatchNorm scales and running variances (synced statistics)
+    # every conv kernel of the U-Net, BatchNorm scales and running variances (synced statistics):
+    # within 1e-4, as f's float differences above come back through the T loss (1.7e-5 measured)
+    assert _global_rel(k2, k1) <= 1e-4
+    assert _global_rel(s2, s1) <= 1e-4
     bound = 2 * run["optim"]["lr_t"] * run["steps"] * run["k_t"]
     for k in r1:
         if r1[k].dtype.is_floating_point:
