@@ -59,3 +59,32 @@ def test_rule_all_lists_each_file_once_and_jobs_print_no_shell_command(tmp_path)
     assert any(f.endswith("moons_transport.pdf") for f in files)
     assert len(files) == len(set(files)), sorted({f for f in files if files.count(f) > 1})[:5]
     assert "Shell command" not in out
+
+
+SCRIPTS = sorted((REPO / "workflow" / "scripts").glob("*.py"))
+#: folders under results/SUITE/ and results/ (shared by the suites)
+SUITE_PARTS, SHARED = {"toy", "train", "eval", "report"}, {"data", "weights", "logs", "benchmarks"}
+
+
+def _help(script):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
+def test_script_help_shows_the_paths_the_pipeline_writes(script):
+    """results/SUITE/{toy,train,eval,report}/..., report/figures/SUITE/..., report/SUITE.pdf."""
+    text = _help(script) if script.stem != "report_includes" else script.read_text()  # Snakemake-only script
+    assert not re.search(r"\bissue\b", text, flags=re.I)
+    for path in re.findall(r"\b(?:results|report)/[\w./*{}-]+", text):
+        parts = path.split("/")
+        if parts[0] == "results":
+            assert parts[1] in SHARED or (len(parts) > 2 and parts[2] in SUITE_PARTS), path
+        else:
+            assert path != "report/main.pdf" and (
+                parts[1] == "main.tex" or parts[1].endswith(".pdf")
+                or (parts[1] == "figures" and len(parts) > 3 and parts[3] in {"toy", "images", "speed"})), path

@@ -1,16 +1,17 @@
 r"""Draw one image-stage figure as PDF + PNG (the PNG is written beside the PDF).
 
 Kinds and their input:
-  grid        one snapshot (results/train/RUN/snapshots/step_*.pt, a checkpoint or final.pt);
+  grid        one snapshot (results/SUITE/train/RUN/snapshots/step_*.pt, a checkpoint or final.pt);
               needs --data-dir; the first --n-inputs source test images and, for a
               stochastic map, --n-z draws T(x, z_j) (fixed seed)
   losses      one log.csv (from train)
   fid_curve   one curve.csv (from eval_curve)
   tradeoff    one summary.csv (from eval_summary)
-  throughput  several results/train/RUN/log.csv (the run name is the parent folder)
+  throughput  several results/SUITE/train/RUN/log.csv (the run name is the parent folder)
 
 Command line: python workflow/scripts/image_figure.py --kind losses \
-    --input results/train/r/log.csv --out report/figures/images/r_losses.pdf --title "r: training"
+    --input results/toy/train/shapes_strong/log.csv \
+    --out report/figures/toy/images/shapes_strong_losses.pdf --title "shapes_strong: training"
 """
 
 import argparse

@@ -1,4 +1,4 @@
-"""Compile report/main.pdf with latexmk from report/main.tex and the generated includes.
+"""Compile report/SUITE.pdf with latexmk from report/main.tex and the suite's generated includes.
 
 Command line: python workflow/scripts/report_compile.py --build results/toy/report --out report/toy.pdf
 (after the figure and table rules have run).

@@ -1,8 +1,8 @@
 """Write one LaTeX table (booktabs) of the report from a pipeline CSV.
 
-Kinds: toy (results/toy/summary.csv), images (results/eval/summary.csv; with the restoration
+Kinds: toy (results/SUITE/toy/summary.csv), images (results/SUITE/eval/summary.csv; with the restoration
 table when the suite has OTM restoration runs).
-Command line: python workflow/scripts/report_table.py --kind toy --input results/toy/summary.csv --out t.tex
+Command line: python workflow/scripts/report_table.py --kind toy --input results/toy/toy/summary.csv --out t.tex
 """
 
 import argparse

@@ -1,7 +1,7 @@
-"""Evaluate a trained toy model against exact/entropic discrete OT; write metrics.csv
+r"""Evaluate a trained toy model against exact/entropic discrete OT; write metrics.csv
 (columns metric,value) and samples.npz (arrays for the figures).
 
-Command line: python workflow/scripts/toy_evaluate.py --model results/toy/moons/model.pt \
+Command line: python workflow/scripts/toy_evaluate.py --model results/toy/toy/moons/model.pt \
     --metrics m.csv --samples s.npz [--n-eval 4096]
 """
 

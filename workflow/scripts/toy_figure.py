@@ -7,7 +7,7 @@ Kinds and their input:
   l2_uvp_dim                        the toy summary.csv (Gaussian pairs: dim, l2_uvp, ...)
 
 Command line: python workflow/scripts/toy_figure.py --kind scatter \
-    --input results/toy/moons/samples.npz --out report/figures/toy/moons_scatter.pdf \
+    --input results/toy/toy/moons/samples.npz --out report/figures/toy/toy/moons_scatter.pdf \
     --title "moons: input, target, push-forward"
 """
 

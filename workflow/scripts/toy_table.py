@@ -1,8 +1,8 @@
-"""Join toy metrics: --kind summary (one row per experiment, one column per metric)
+r"""Join toy metrics: --kind summary (one row per experiment, one column per metric)
 or --kind sweep (gamma, modes_covered, cond_var, ... for one gamma sweep).
 
 Command line: python workflow/scripts/toy_table.py --kind summary --out s.csv \
-    --input results/toy/a/metrics.csv results/toy/b/metrics.csv
+    --input results/toy/toy/moons/metrics.csv results/toy/toy/swissroll/metrics.csv
 """
 
 import argparse
