@@ -272,7 +272,7 @@ def plot_l2_uvp_dim(summary: pd.DataFrame, stem: str | Path, title: str,
     """L2-UVP (%) of each map against the dimension D of the Gaussian pairs (log-log).
 
     ``summary``: the toy summary; rows without ``l2_uvp`` (not Gaussian pairs) are
-    dropped, several rows of one D are averaged. Dotted lines: the issue's targets.
+    dropped, several rows of one D are averaged. Dotted lines: the 1 % and 2 % levels (``targets``).
     """
     lines = uvp_lines(summary)
     fig, ax = plt.subplots(figsize=style.figsize("one", 1.0), layout="constrained")
