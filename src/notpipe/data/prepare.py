@@ -20,12 +20,15 @@ from __future__ import annotations
 import io
 import itertools
 import logging
+import math
 import multiprocessing as mp
 import re
 import shutil
 import tarfile
 import zipfile
-from pathlib import Path
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 import numpy as np
@@ -145,6 +148,7 @@ def process(item: tuple, crop, size: int, pre_resize: int | None,
             img = Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr)
         else:
             img = Image.open(io.BytesIO(payload))
+            _check_pixels(img, rule.get("max_pixels", Limits.max_image_pixels))  # header read, not decoded
             img.load()  # truncated files raise here
         if aug is not None:
             full = np.asarray(shorter_side(to_rgb(img), aug.resize), dtype=np.uint8)
@@ -165,40 +169,238 @@ def _work(args):
 
 
 # ----------------------------------------------------------------- readers
+@dataclass(frozen=True)
+class Limits:
+    """What one source may expand to (config keys ``data.max_member_bytes``,
+    ``data.max_expansion``, ``data.max_image_pixels``), checked before anything is
+    read or extracted; :meth:`from_config` takes them from a validated ``data`` block."""
+
+    max_member_bytes: int = 64 << 20   # one image file (in an archive or a folder)
+    max_expansion: float = 50.0        # all members read from an archive / the archive's size
+    max_image_pixels: int = 1 << 24    # width x height of one image (PIL's own cap: 89 M)
+
+    @classmethod
+    def from_config(cls, data: dict) -> "Limits":
+        return cls(**{k: data[k] for k in ("max_member_bytes", "max_expansion", "max_image_pixels") if k in data})
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
 def _is_image(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_EXTS and "__MACOSX" not in name \
         and not Path(name).name.startswith(".")
 
 
-def _read_zip_images(path: Path, keep=None) -> tuple[int, Iterator]:
-    zf = zipfile.ZipFile(path)
+def _check_pixels(img: Image.Image, max_pixels: int) -> None:
+    """Refuse an opened (not yet decoded) image larger than ``max_pixels``: PIL has read its header only."""
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ValueError(f"{w}x{h} = {w * h} pixels, over data.max_image_pixels={max_pixels}")
+
+
+def _check_members(path: Path, members: list[tuple[str, int]], limits: Limits) -> None:
+    """Declared member sizes against ``limits`` (one line naming the member or the total)."""
+    for name, size in members:
+        if size > limits.max_member_bytes:
+            raise PrepareError(f"{path}: member {name!r} expands to {_size(size)}, over data.max_member_bytes="
+                               f"{limits.max_member_bytes}; refused (raise it only for an archive you trust)")
+    total, cap = sum(s for _, s in members), limits.max_expansion * max(path.stat().st_size, 1)
+    if total > cap:
+        raise PrepareError(f"{path}: its members expand to {_size(total)}, more than data.max_expansion="
+                           f"{limits.max_expansion:g} times the archive's {_size(path.stat().st_size)}; refused "
+                           f"(raise it only for an archive you trust)")
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    if path.is_dir():
+        raise PrepareError(f"{path}: is a folder, not a zip archive; give the .zip file, or set the data "
+                           f"set's format to image_folder")
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as err:
+        raise PrepareError(f"{path}: not a readable zip archive ({err}); it is truncated or damaged: "
+                           f"download or copy it again") from None
+
+
+def _read_member(zf: zipfile.ZipFile, path: Path, name: str) -> bytes:
+    try:
+        return zf.read(name)  # never more than the declared size (checked), CRC-checked at the end
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError, OSError) as err:
+        raise PrepareError(f"{path}: member {name!r} cannot be read ({err}); the archive is damaged: "
+                           f"download or copy it again") from None
+
+
+def _read_zip_images(path: Path, keep=None, limits: Limits = Limits()) -> tuple[int, Iterator]:
+    """Image members of a zip, by sorted name; sizes checked before any is read."""
+    zf = _open_zip(path)
     names = sorted(n for n in zf.namelist() if _is_image(n) and (keep is None or Path(n).name in keep))
+    try:
+        _check_members(path, [(n, zf.getinfo(n).file_size) for n in names], limits)
+    except PrepareError:
+        zf.close()
+        raise
 
     def gen():
         with zf:
             for n in names:
-                yield n, zf.read(n)
+                yield n, _read_member(zf, path, n)
     return len(names), gen()
 
 
-def _read_folder(path: Path) -> tuple[int, Iterator]:
+def _read_folder(path: Path, limits: Limits = Limits()) -> tuple[int, Iterator]:
+    """Image files under a folder (regular files only, by sorted relative path)."""
+    if not path.is_dir():
+        raise PrepareError(f"{path}: is not a folder; give the folder of images, or set the data set's "
+                           f"format to the archive's (image_folder_zip, image_folder_tar)")
     files = sorted(p for p in path.rglob("*") if p.is_file() and _is_image(str(p.relative_to(path))))
+    _check_members(path, [(str(p.relative_to(path)), p.stat().st_size) for p in files],
+                   Limits(limits.max_member_bytes, math.inf, limits.max_image_pixels))
     return len(files), ((str(p.relative_to(path)), p.read_bytes()) for p in files)
 
 
-def _read_hdf5_zip(path: Path, key: str, tmp: Path) -> tuple[int, Iterator]:
+def _escapes(name: str) -> bool:
+    """A member name that leaves the folder it is extracted to (absolute, or with ``..``)."""
+    norm = name.replace("\\", "/")
+    return norm.startswith("/") or ".." in PurePosixPath(norm).parts
+
+
+def _extract_tar_images(path: Path, out: Path, limits: Limits) -> None:
+    """Extract only the regular image members of a tar (any compression) to ``out``, checking each
+    member's name and size before it is written; a member that leaves the archive's folder
+    (absolute, ``..``), an image that is a link, and a truncated or damaged archive are refused."""
+    if path.is_dir():
+        raise PrepareError(f"{path}: is a folder, not a tar archive; give the .tar/.tar.gz file, or set the "
+                           f"data set's format to image_folder")
+    cap, total = limits.max_expansion * max(path.stat().st_size, 1), 0
+    try:
+        with tarfile.open(path) as tf:
+            for m in tf:  # streamed: a .tar.gz is read once, front to back
+                if _escapes(m.name) or ((m.issym() or m.islnk()) and _escapes(m.linkname)):
+                    raise PrepareError(f"{path}: member {m.name!r} points outside the archive; refused: "
+                                       f"extract it yourself and use the folder (format image_folder)")
+                if not _is_image(m.name):
+                    continue
+                if m.issym() or m.islnk():
+                    raise PrepareError(f"{path}: image member {m.name!r} is a link; refused: extract it "
+                                       f"yourself and use the folder (format image_folder)")
+                if not m.isfile():
+                    continue
+                total += m.size
+                _check_members(path, [(m.name, m.size)], Limits(limits.max_member_bytes, math.inf))
+                if total > cap:
+                    _check_members(path, [(m.name, total)], Limits(math.inf, limits.max_expansion))
+                dest = out / m.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with tf.extractfile(m) as src, open(dest, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+    except (tarfile.TarError, EOFError, zlib.error, ValueError) as err:
+        raise PrepareError(f"{path}: not a readable tar archive ({err or type(err).__name__}); it is truncated "
+                           f"or damaged: download or copy it again") from None
+    except OSError as err:
+        if err.errno is not None:  # writing the extracted file (disk full, permissions)
+            raise PrepareError(f"{path}: extracting to {out} failed ({err})") from None
+        raise PrepareError(f"{path}: not a readable tar archive ({err}); it is truncated or damaged: "
+                           f"download or copy it again") from None
+
+
+def _read_tar(path: Path, tmp: Path, limits: Limits = Limits()) -> tuple[int, Iterator]:
+    out = tmp / "tar"
+    try:
+        _extract_tar_images(path, out, limits)
+    except PrepareError:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return _read_folder(out, limits)
+
+
+def check_hdf5_images(fh, key: str, label: str, limits: Limits = Limits()):
+    """The image dataset ``fh[key]`` of an open ``h5py.File``, checked before any of it is read.
+
+    Refused (one line): a link on the way to it that is external; a virtual dataset; external
+    storage (its bytes would come from other files); not uint8 NHW[C]; images over the pixel
+    cap; and a declared shape the file does not hold (unwritten chunks or storage smaller
+    than the shape says, e.g. a tiny file declaring a million images), or that expands more
+    than ``max_expansion`` times its stored size.
+    """
     import h5py
 
-    with zipfile.ZipFile(path) as zf:
+    parts = [p for p in key.split("/") if p]
+    for i in range(len(parts)):
+        sub = "/".join(parts[:i + 1])
+        if sub not in fh:
+            break
+        if isinstance(fh.get(sub, getlink=True), h5py.ExternalLink):
+            raise PrepareError(f"{label}: hdf5 '{sub}' is an external link to another file; refused: only "
+                               f"self-contained hdf5 files are read")
+    if key not in fh:
+        raise PrepareError(f"{label}: hdf5 has no key {key!r}; keys: {list(fh)}")
+    data = fh[key]
+    if not isinstance(data, h5py.Dataset):
+        raise PrepareError(f"{label}: hdf5 '{key}' is a group, not an image array")
+    if data.is_virtual:
+        raise PrepareError(f"{label}: hdf5 '{key}' is a virtual dataset (its data lives in other files); "
+                           f"refused: only self-contained hdf5 files are read")
+    if data.external:
+        raise PrepareError(f"{label}: hdf5 '{key}' uses external storage ({data.external[0][0]!r}); refused: "
+                           f"only self-contained hdf5 files are read")
+    shape = tuple(int(s) for s in data.shape)
+    if data.dtype != np.uint8 or len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 3, 4)):
+        raise PrepareError(f"{label}: hdf5 '{key}' is {data.dtype} {shape}; expected uint8 images (N, H, W[, C])")
+    if shape[1] * shape[2] > limits.max_image_pixels:
+        raise PrepareError(f"{label}: hdf5 '{key}' holds {shape[1]}x{shape[2]} images, over "
+                           f"data.max_image_pixels={limits.max_image_pixels}")
+    nbytes, stored = math.prod(shape), data.id.get_storage_size()
+    if data.chunks is None:
+        short = stored < nbytes
+    else:
+        expected = math.prod(-(-s // c) for s, c in zip(shape, data.chunks))
+        short = data.id.get_num_chunks() < expected
+    what = f"declares {shape[0]} images of {'x'.join(map(str, shape[1:]))} ({_size(nbytes)})"
+    if short:
+        raise PrepareError(f"{label}: hdf5 '{key}' {what} but the file stores only {_size(stored)} of them; "
+                           f"refused: the archive is damaged or crafted, download it again")
+    if nbytes > limits.max_expansion * max(stored, 1):
+        raise PrepareError(f"{label}: hdf5 '{key}' {what} from {_size(stored)} stored, more than "
+                           f"data.max_expansion={limits.max_expansion:g} times; refused (raise it only for a file "
+                           f"you trust)")
+    return data
+
+
+def _read_hdf5_zip(path: Path, key: str, tmp: Path, limits: Limits = Limits()) -> tuple[int, Iterator]:
+    """The image array ``key`` of the first .hdf5 member of an iGAN zip (extracted to ``tmp``)."""
+    import h5py
+
+    with _open_zip(path) as zf:
         members = [n for n in zf.namelist() if n.endswith((".hdf5", ".h5"))]
         if not members:
             raise PrepareError(f"{path.name}: no .hdf5 file inside the zip (iGAN format expected)")
+        _check_members(path, [(members[0], zf.getinfo(members[0]).file_size)],
+                       Limits(math.inf, limits.max_expansion))
         tmp.mkdir(parents=True, exist_ok=True)
-        h5path = Path(zf.extract(members[0], tmp))
-    fh = h5py.File(h5path, "r")
-    if key not in fh:
-        raise PrepareError(f"{path.name}: hdf5 has no key {key!r}; keys: {list(fh)}")
-    data = fh[key]
+        h5path = tmp / "source.hdf5"  # one flat name: the member's own path is never used
+        try:
+            with zf.open(members[0]) as src, open(h5path, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 22)
+        except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as err:
+            h5path.unlink(missing_ok=True)
+            raise PrepareError(f"{path}: member {members[0]!r} cannot be read ({err}); the archive is damaged: "
+                               f"download or copy it again") from None
+    try:
+        fh = h5py.File(h5path, "r")
+    except OSError as err:
+        h5path.unlink(missing_ok=True)
+        raise PrepareError(f"{path}: {members[0]} is not a readable hdf5 file ({err}); download it again") from None
+    try:
+        data = check_hdf5_images(fh, key, f"{path.name}: {members[0]}", limits)
+    except PrepareError:
+        fh.close()
+        h5path.unlink(missing_ok=True)
+        raise
 
     def gen(chunk=1024):
         with fh:
@@ -209,7 +411,7 @@ def _read_hdf5_zip(path: Path, key: str, tmp: Path) -> tuple[int, Iterator]:
     return len(data), gen()
 
 
-def _read_celeba(paths: list[Path], filt: dict | None) -> tuple[int, Iterator]:
+def _read_celeba(paths: list[Path], filt: dict | None, limits: Limits = Limits()) -> tuple[int, Iterator]:
     archive, attr_file = paths
     lines = attr_file.read_text().splitlines()
     header = lines[1].split()
@@ -221,10 +423,10 @@ def _read_celeba(paths: list[Path], filt: dict | None) -> tuple[int, Iterator]:
         keep = {row.split()[0] for row in lines[2:] if row.strip()
                 and int(row.split()[col]) == int(filt["value"])}
     if archive.is_dir():
-        n, it = _read_folder(archive)
+        n, it = _read_folder(archive, limits)
         items = [(k, b) for k, b in it if keep is None or Path(k).name in keep]
         return len(items), iter(items)
-    return _read_zip_images(archive, keep)
+    return _read_zip_images(archive, keep, limits)
 
 
 def _read_torchvision(name: str, raw_dir: Path, offline: bool) -> tuple[int, Iterator]:
@@ -274,7 +476,8 @@ def write_npy(path: Path, src: np.ndarray, idx: np.ndarray, chunk: int = 4096) -
 
 
 # ----------------------------------------------------------------- stage
-def _open_source(name: str, spec: dict, size: int, raw_dir: Path, tmp: Path, offline: bool):
+def _open_source(name: str, spec: dict, size: int, raw_dir: Path, tmp: Path, offline: bool,
+                 limits: Limits = Limits()):
     fmt = spec["format"]
     if fmt == "shapes":
         imgs, attrs = shapes.generate(spec["shape"], int(spec["n"]), size, int(spec["seed"]))
@@ -289,21 +492,22 @@ def _open_source(name: str, spec: dict, size: int, raw_dir: Path, tmp: Path, off
                 raise DatasetError(f"data set '{name}': {f['path']} missing; download it first "
                                    f"(rule data_download) from {f['url']}")
             raise DatasetError(missing_local_message(name, spec, f["path"]))
+        if not (f["path"].is_file() or f["path"].is_dir()):  # a device, pipe or socket: never read
+            raise DatasetError(f"data set '{name}': {f['path']} is not a regular file or folder; give the "
+                               f"archive file or the folder of images")
     paths = [f["path"] for f in files]
     if fmt == "igan_hdf5_zip":
-        n, it = _read_hdf5_zip(paths[0], spec["hdf5_key"], tmp)
+        n, it = _read_hdf5_zip(paths[0], spec["hdf5_key"], tmp, limits)
     elif fmt == "image_folder_zip":
-        n, it = _read_zip_images(paths[0])
+        n, it = _read_zip_images(paths[0], None, limits)
     elif fmt == "image_folder":
-        n, it = _read_folder(paths[0])
+        n, it = _read_folder(paths[0], limits)
     elif fmt == "image_folder_tar":
-        with tarfile.open(paths[0]) as tf:
-            tf.extractall(tmp / "tar", filter="data")
-        n, it = _read_folder(tmp / "tar")
+        n, it = _read_tar(paths[0], tmp, limits)
     elif fmt == "celeba":
         if len(paths) != 2:
             raise DatasetError(f"data set '{name}': celeba needs [images zip or folder, list_attr_celeba.txt]")
-        n, it = _read_celeba(paths, spec.get("filter"))
+        n, it = _read_celeba(paths, spec.get("filter"), limits)
     else:
         raise DatasetError(f"unknown format {fmt!r}")
     return n, it, None, files
