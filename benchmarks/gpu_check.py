@@ -211,9 +211,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     args = ap.parse_args(argv)
     smoke = args.cpu_smoke
-    args.ab_steps = args.ab_steps or (4 if smoke else 30)
-    args.fid_images = args.fid_images or (8 if smoke else 512)
-    args.row_seconds = args.row_seconds or (0.2 if smoke else 12.0)
+    args.ab_steps = (4 if smoke else 30) if args.ab_steps is None else args.ab_steps
+    args.fid_images = (8 if smoke else 512) if args.fid_images is None else args.fid_images
+    args.row_seconds = (0.2 if smoke else 12.0) if args.row_seconds is None else args.row_seconds
+    n_images = (SMOKE if smoke else PRESETS["gpu"])["n_images"]
+    if args.ab_steps < 2:
+        sys.exit(f"gpu_check: --ab-steps {args.ab_steps}: give at least 2 (the A/B compares losses over several f-steps)")
+    if not 2 <= args.fid_images <= n_images:
+        sys.exit(f"gpu_check: --fid-images {args.fid_images}: give 2 to {n_images} (the generated images per side)")
+    if args.row_seconds <= 0:
+        sys.exit(f"gpu_check: --row-seconds {args.row_seconds}: give a positive number of seconds")
     args.warmup, args.max_steps = (1, 3) if smoke else (2, 60)
     args.compile_reserve = 200.0  # seconds the compile row may need (compilation included)
     return args
