@@ -86,10 +86,17 @@ class Kind:
 
 def kinds() -> dict[str, Kind]:
     """Every fault kind, in the issue's order of cost (cheap first)."""
-    from notpipe.benchmarks import faults_config, faults_net, faults_state, faults_train, faults_workflow
+    from notpipe.benchmarks import (
+        faults_config,
+        faults_hostile,
+        faults_net,
+        faults_state,
+        faults_train,
+        faults_workflow,
+    )
 
     found = [*faults_config.KINDS, *faults_net.KINDS, *faults_state.KINDS, *faults_train.KINDS,
-             *faults_workflow.KINDS]
+             *faults_workflow.KINDS, *faults_hostile.KINDS]
     return {k.name: k for k in sorted(found, key=lambda k: k.number)}
 
 

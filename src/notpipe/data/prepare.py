@@ -282,12 +282,12 @@ def _extract_tar_images(path: Path, out: Path, limits: Limits) -> None:
             for m in tf:  # streamed: a .tar.gz is read once, front to back
                 if _escapes(m.name) or ((m.issym() or m.islnk()) and _escapes(m.linkname)):
                     raise PrepareError(f"{path}: member {m.name!r} points outside the archive; refused: "
-                                       f"extract it yourself and use the folder (format image_folder)")
+                                       f"rebuild the archive with relative member names")
                 if not _is_image(m.name):
                     continue
                 if m.issym() or m.islnk():
-                    raise PrepareError(f"{path}: image member {m.name!r} is a link; refused: extract it "
-                                       f"yourself and use the folder (format image_folder)")
+                    raise PrepareError(f"{path}: image member {m.name!r} is a link; refused: rebuild the "
+                                       f"archive without links (tar --dereference)")
                 if not m.isfile():
                     continue
                 total += m.size
