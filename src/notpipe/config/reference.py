@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from notpipe.config import load_schema
+from notpipe.config import SAMPLER_KEYS, load_schema
 
 COMMAND = "python -m notpipe.config.reference > docs/configuration.md"
 
@@ -141,7 +141,17 @@ class Reference:
             else:
                 extra = entry["node"].get("additionalProperties", {})
                 parts.append(f"Each `NAME` is a {self.type_of(extra, entry['paths'][0] + '.NAME')}.\n")
+            if entry["name"] == "sampler":
+                parts.append(sampler_table())
         return "\n".join(parts)
+
+
+def sampler_table() -> str:
+    """The keys each sampler reads besides ``name``; the config refuses any other."""
+    lines = ["Each sampler reads only its own keys; another key is refused with one line.\n",
+             "| sampler | its keys |", "|---|---|"]
+    lines += [f"| `{name}` | " + ", ".join(f"`{k}`" for k in sorted(keys)) + " |" for name, keys in SAMPLER_KEYS.items()]
+    return "\n".join(lines) + "\n"
 
 
 def render(schema: dict | None = None) -> str:
