@@ -47,7 +47,7 @@ def test_cpu_smoke_prints_one_table_with_every_row(tmp_path):
     speed = {r["name"]: r for r in data["speed"]}
     for name in MEASURED:
         r = by["speed", name]
-        assert float(r[2]) == pytest.approx(speed[name]["images_per_s"], rel=1e-3)
+        assert float(r[2]) == pytest.approx(speed[name]["images_per_s"], abs=0.051)  # printed with .1f
         assert float(r[2]) > 0 and float(r[3].split()[0]) > 0, r
         assert r[4].endswith("x")
     assert by["speed", "reference TF32"][4] == "1.00x"
