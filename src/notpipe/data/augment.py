@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,11 +107,19 @@ class RandomResizedCrop:
         return out
 
     @staticmethod
-    def apply(images, params: np.ndarray, size: int) -> np.ndarray:
-        """uint8 ``(n, size, size, 3)``: image ``k`` of ``images`` cut and flipped by ``params[k]``."""
+    def apply(images, params: np.ndarray, size: int, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
+        """uint8 ``(n, size, size, 3)``: image ``k`` of ``images`` cut and flipped by ``params[k]``
+        (on the threads of ``pool`` when given: PIL resizes without the GIL; same result)."""
         out = np.empty((len(params), size, size, 3), np.uint8)
-        for k, (img, p) in enumerate(zip(images, params)):
-            out[k] = flip(resized_crop(img, *(int(v) for v in p[:4]), size), bool(p[4]), bool(p[5]))
+
+        def one(k: int) -> None:
+            p = params[k]
+            out[k] = flip(resized_crop(images[k], *(int(v) for v in p[:4]), size), bool(p[4]), bool(p[5]))
+        if pool is None or len(params) < 2:
+            for k in range(len(params)):
+                one(k)
+        else:
+            list(pool.map(one, range(len(params))))
         return out
 
 
@@ -271,15 +281,22 @@ class AugmentedSplit:
 
     Sliced like the ``(N, size, size, 3)`` uint8 array of any data set (it *is* its fixed centre
     view, ``train.npy`` / ``test.npy``), so grids, LPIPS and the collapse monitor use it
-    unchanged; :meth:`sample` gives the augmented images, drawn from a generator.
+    unchanged; :meth:`sample` gives the augmented images, drawn from a generator, cut on
+    ``threads`` threads (default: the usable cores, at most 8).
     """
 
-    def __init__(self, fixed: np.ndarray, full: RaggedImages, transform: RandomResizedCrop):
+    def __init__(self, fixed: np.ndarray, full: RaggedImages, transform: RandomResizedCrop,
+                 threads: int | None = None):
         if len(fixed) != len(full):
             raise ValueError(f"fixed view has {len(fixed)} images, the full store {len(full)}: prepare the "
                              "data set again")
         self.fixed, self.full, self.transform = fixed, full, transform
         self.size = int(fixed.shape[1])
+        self.threads = threads or min(8, len(os.sched_getaffinity(0)))
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_pool": None}  # threads are not pickled; a copy starts its own
 
     @classmethod
     def load(cls, data_dir: str | Path, split: str, fixed: np.ndarray, mmap: bool = True) -> AugmentedSplit | None:
@@ -313,4 +330,6 @@ class AugmentedSplit:
         params = self.transform.draw(self.full.shapes[idx], generator)
         if rows is not None:
             idx, params = idx[rows], params[rows]
-        return self.transform.apply([self.full[int(i)] for i in idx], params, self.size)
+        if self._pool is None and self.threads > 1:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="augment")
+        return self.transform.apply([self.full[int(i)] for i in idx], params, self.size, self._pool)
