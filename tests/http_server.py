@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -19,6 +20,9 @@ class _State:
         self.ignore_range = False
         self.drop_once: set[str] = set()   # paths whose first GET is cut at ~40%
         self.fail: dict[str, int] = {}     # path -> number of 503 answers still to give
+        self.rate: dict[str, float] = {}   # path -> bytes/s the body trickles at
+        self.no_length: set[str] = set()   # paths answered without Content-Length (body ends at close)
+        self.endless: set[str] = set()     # paths whose body repeats until the client hangs up
         self.lock = threading.Lock()
         self.base = ""
 
@@ -70,10 +74,13 @@ def _handler(state: _State):
                 self.send_response(200)
                 body = data
             self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
+            if self.path not in state.no_length and self.path not in state.endless:
+                self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if head:
                 return
+            if self.path in state.endless or self.path in state.rate:
+                return self._trickle(body, state.rate.get(self.path), self.path in state.endless)
             if drop:  # full Content-Length announced, ~40% sent, then the line goes dead
                 self.wfile.write(body[: int(0.4 * len(body))])
                 self.wfile.flush()
@@ -81,6 +88,22 @@ def _handler(state: _State):
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
             self.wfile.write(body)
+
+        def _trickle(self, body: bytes, rate: float | None, endless: bool):
+            """Send ``body`` in 64-byte pieces at ``rate`` bytes/s (None: at once), forever if
+            ``endless``, until the client hangs up."""
+            step = 64
+            try:
+                while True:
+                    for i in range(0, len(body), step):
+                        self.wfile.write(body[i:i + step])
+                        if rate:
+                            self.wfile.flush()
+                            time.sleep(step / rate)
+                    if not endless:
+                        return
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
 
     return Handler
 

@@ -7,6 +7,7 @@ outputs; prepared data sets, downloads and weights do not depend on the suite
 and are shared::
 
     {results_dir}/data/{name}_{size}/      prepared data sets (shared)
+    {results_dir}/data/raw/{key}/{file}    downloads, one folder per URL (key: sha256 of the URL)
     {results_dir}/weights/                 FID / LPIPS weights (shared)
     {results_dir}/{suite}/toy/{name}/      toy runs
     {results_dir}/{suite}/train/{run}/     image runs
@@ -24,7 +25,10 @@ Methods return ``str`` (what Snakemake wants); wrap in ``Path`` where needed.
 
 from __future__ import annotations
 
-from pathlib import Path
+import hashlib
+import re
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
 
 #: checkpoint / snapshot / grid file name of an f-step
@@ -37,6 +41,21 @@ def shared_dir(results_dir: str | Path, what: str) -> str:
     if what not in ("data", "weights"):
         raise ValueError(f"shared folders are data and weights, not {what!r}")
     return str(Path(results_dir) / what)
+
+
+def download_name(url: str) -> str:
+    """The file name a download keeps: the last part of the URL's path (no query), with
+    characters other than letters, digits, ``.``, ``_`` and ``-`` replaced by ``_`` and no
+    leading dot, so it never names a folder (``..``) or a hidden file; ``download`` if empty."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", PurePosixPath(urlparse(url).path).name).lstrip(".")
+    return name[-120:] or "download"
+
+
+def download_relpath(url: str) -> str:
+    """``{key}/{file}`` of a download under ``{data_dir}/raw``: ``key`` is the first 16 hex digits
+    of the URL's sha256, so two URLs never share a file (``.../a/uc?id=A`` and ``.../b/uc?id=B``
+    are two downloads), and one URL used by two data sets is downloaded once."""
+    return f"{hashlib.sha256(url.encode()).hexdigest()[:16]}/{download_name(url)}"
 
 
 def figure_file(figures: str | Path, track: str, stem: str, ext: str = "pdf") -> str:
@@ -95,7 +114,12 @@ class Layout:
     def raw(self, file: str = "") -> str:
         return str(self.data / "raw" / file) if file else str(self.data / "raw")
 
+    def download(self, url: str) -> str:
+        """Where the download of ``url`` is kept (see :func:`download_relpath`)."""
+        return self.raw(download_relpath(url))
+
     def checksums(self) -> str:
+        """sha256 of every download, keyed by URL (recorded on first download, then checked)."""
         return str(self.data / "checksums.json")
 
     def data_log(self, file: str) -> str:

@@ -138,7 +138,9 @@ def test_check_downloads_contacts_each_host(tmp_path, http_server):
     status, text = rows["data down_set_32"]
     assert status == "FAIL" and "cannot reach 127.0.0.1 within 5 s" in text
     raw = tmp_path / "results" / "data" / "raw"
-    assert f"download {down} elsewhere, save it as {raw / 'gone.zip'} and set data.offline: true" in text
+    from notpipe.paths import download_relpath
+
+    assert f"download {down} elsewhere, save it as {raw / download_relpath(down)} and set data.offline: true" in text
 
 
 def test_python_m_notpipe_cli_runs_the_command():

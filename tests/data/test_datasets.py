@@ -12,6 +12,7 @@ from notpipe.data.datasets import (
     resolve_datasets,
     sources,
 )
+from notpipe.paths import download_relpath
 
 
 def test_registry_covers_the_papers_data_sets():
@@ -35,7 +36,8 @@ def test_config_overrides_and_new_sets():
 def test_sources_resolve_downloads_and_local_paths(tmp_path):
     raw = tmp_path / "raw"
     [s] = sources(resolve_datasets()["shoes"], raw)
-    assert s["url"].endswith("shoes_128.zip") and s["path"] == raw / "shoes_128.zip"
+    assert s["url"].endswith("shoes_128.zip") and s["path"] == raw / download_relpath(s["url"])
+    assert s["path"].name == "shoes_128.zip" and s["path"].parent.parent == raw  # one folder per URL
     celeba = sources(resolve_datasets()["celeba_male"], raw)
     assert [c["path"] for c in celeba] == [raw / "img_align_celeba.zip", raw / "list_attr_celeba.txt"]
     [abs_] = sources({"path": "/abs/x.zip"}, raw)

@@ -7,7 +7,8 @@ from notpipe.core import fingerprint
 from notpipe.evaluate import weights as _weights
 from notpipe.config import ConfigError, toy_experiments, toy_sweeps, validate_config
 from notpipe.data.datasets import base_of, data_sides, resolve_datasets, sources
-from notpipe.paths import Layout, fid_tag, snapshot_steps, step_file
+from notpipe.data.locks import build_conflict
+from notpipe.paths import Layout, download_relpath, fid_tag, snapshot_steps, step_file
 
 try:
     _checked = validate_config(config, schema=None, source=", ".join(map(str, workflow.configfiles)) or "config")
@@ -29,8 +30,9 @@ RUNS = config["images"]["runs"]
 _ev = config["eval"]
 #: tag of the FID extractor in cached statistics (random weights are labelled smoke)
 FID_TAG = fid_tag(_ev)
-#: file name under {DATA}/raw -> {url, sha256} of every downloadable source
-DOWNLOADS = {s["path"].name: s for spec in DATASETS.values() if not spec.get("path")
+#: {key}/{file name} under {DATA}/raw (one folder per URL) -> {url, path, sha256} of every
+#: downloadable source
+DOWNLOADS = {download_relpath(s["url"]): s for spec in DATASETS.values() if not spec.get("path")
              for s in sources(spec, L.raw()) if s["url"]}
 
 TOY = toy_experiments(config)
@@ -119,6 +121,22 @@ def run_manifests(run):
 
 def manifest_path(name, size):
     return L.manifest(name, size)
+
+
+def _shared_data_conflicts():
+    """Refuse, before any job, to rebuild a shared data set that another suite built with other
+    parameters (the two suites would rebuild it back and forth)."""
+    size = config["data"]["image_size"]
+    used = {(n, size) for n in config["data"]["build"]}
+    used |= {(d, RUNS[r]["image_size"]) for r in RUNS for d in data_sides(RUNS[r]).values()}
+    used |= {(base_of(DATASETS[n]), s) for n, s in list(used) if base_of(DATASETS[n])}
+    for name, s in sorted(used):
+        line = build_conflict(L.manifest(name, s), name, DATASETS[name], config["suite"])
+        if line:
+            raise WorkflowError(line)
+
+
+_shared_data_conflicts()
 
 
 def data_outputs():

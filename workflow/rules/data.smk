@@ -6,11 +6,11 @@ rule data_download:
     output:
         L.raw("{file}"),
     params:
+        # only what decides the file's content: a change of data.offline, data.retries or a
+        # download limit must not make Snakemake delete and fetch a finished download again
         url=lambda w: DOWNLOADS[w.file]["url"],
         sha256=lambda w: DOWNLOADS[w.file]["sha256"],
         checksums=L.checksums(),
-        offline=config["data"]["offline"],
-        retries=config["data"]["retries"],
     log:
         L.data_log("download_{file}.log"),
     threads: 1

@@ -17,12 +17,13 @@ from notpipe.stage import entry
 
 
 def main(name: str, spec: dict, size: int, out_dir: str, raw_dir: str, threads: int = 1,
-         max_bad_fraction: float = 0.01, offline: bool = False) -> None:
+         max_bad_fraction: float = 0.01, offline: bool = False, suite: str | None = None,
+         lock_wait: float = 7200.0) -> None:
     if spec["format"] == "derived":  # out_dir is {data_dir}/{name}_{size}: the base lies beside it
         derive(name, spec, int(size), out_dir, dataset_dir(Path(out_dir).parent, spec["base"], int(size)))
         return
     prepare(name, spec, int(size), out_dir, raw_dir, threads=threads,
-            max_bad_fraction=max_bad_fraction, offline=offline)
+            max_bad_fraction=max_bad_fraction, offline=offline, suite=suite, lock_wait=lock_wait)
 
 
 def _cli_main(config: str, dataset: str, size: int, threads: int) -> None:
@@ -32,7 +33,8 @@ def _cli_main(config: str, dataset: str, size: int, threads: int) -> None:
         raise SystemExit(f"unknown data set {dataset!r}; known: {', '.join(sorted(known))}")
     data = cfg["data"]
     main(dataset, known[dataset], size, str(dataset_dir(data["data_dir"], dataset, size)),
-         str(Path(data["data_dir"]) / "raw"), threads, data["max_bad_fraction"], data["offline"])
+         str(Path(data["data_dir"]) / "raw"), threads, data["max_bad_fraction"], data["offline"],
+         cfg["suite"], data["lock_wait"])
 
 
 def _parser():
@@ -49,4 +51,6 @@ if __name__ == "__main__":
     entry(main if smk else _cli_main, _parser(), lambda s: dict(
         name=s.wildcards.dataset, spec=s.params.spec, size=int(s.wildcards.size),
         out_dir=str(Path(s.output.manifest).parent), raw_dir=s.params.raw_dir, threads=s.threads,
-        max_bad_fraction=s.params.max_bad_fraction, offline=s.params.offline), smk)
+        max_bad_fraction=s.params.max_bad_fraction, offline=s.params.offline,
+        # from the config, not params: a new param would make Snakemake rebuild every data set
+        suite=s.config["suite"], lock_wait=s.config["data"]["lock_wait"]), smk)

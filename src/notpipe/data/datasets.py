@@ -24,6 +24,8 @@ import copy
 from pathlib import Path
 from urllib.parse import urlparse
 
+from notpipe.paths import download_relpath
+
 from notpipe.data.augment import AugmentError, RandomResizedCrop
 
 FORMATS = ("igan_hdf5_zip", "image_folder_zip", "image_folder_tar", "image_folder", "celeba",
@@ -161,7 +163,8 @@ def file_name(source: str) -> str:
 def sources(spec: dict, raw_dir: str | Path) -> list[dict]:
     """The input files of one data set: ``[{url, path, sha256}]``.
 
-    Downloads go to ``raw_dir/<file name>``; relative local paths are taken
+    Downloads go to ``raw_dir/<key>/<file name>`` (one folder per URL:
+    :func:`notpipe.paths.download_relpath`); relative local paths are taken
     inside ``raw_dir`` (absolute ones and ``~`` as given).
     """
     raw_dir = Path(raw_dir)
@@ -174,7 +177,7 @@ def sources(spec: dict, raw_dir: str | Path) -> list[dict]:
                         "sha256": shas[i] if i < len(shas) else None})
     else:
         for i, u in enumerate(_listify(spec.get("url"))):
-            out.append({"url": u, "path": raw_dir / file_name(u),
+            out.append({"url": u, "path": raw_dir / download_relpath(u),
                         "sha256": shas[i] if i < len(shas) else None})
     return out
 

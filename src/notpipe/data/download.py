@@ -22,8 +22,17 @@
   sha256 recorded (trust on first use).
 * On success ``dest.part`` is ``os.replace``'d onto ``dest``, so ``dest`` only
   ever names a complete, verified file.
+* Bounds: a body larger than ``max_bytes`` (announced or sent) is refused and
+  deleted; the whole download, retries included, stops after ``deadline``
+  seconds, and a transfer slower than ``min_rate`` bytes/s over ``rate_window``
+  seconds stops at once (the ``.part`` is kept for a re-run to resume). A full
+  disk is one line naming the ``.part`` file.
+* Two processes that download to the same ``dest`` (two clones sharing one
+  ``data_dir``) take turns: the second waits for the first (``flock`` on
+  ``dest.lock``, at most ``lock_wait`` seconds) and then finds the file done.
 
 :func:`resolve_local` is the counterpart for files that the user puts in place by hand.
+:func:`max_bytes_for` is the size cap of a data set's download.
 """
 
 from __future__ import annotations
@@ -42,7 +51,8 @@ from urllib.parse import urlparse
 
 from tqdm import tqdm
 
-from notpipe.io import sha256_file, write_json  # noqa: F401  (sha256_file: part of this API)
+from notpipe.data.locks import DEFAULT_WAIT, held
+from notpipe.io import _write_failure, sha256_file, write_json  # noqa: F401  (sha256_file: part of this API)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +61,23 @@ _UNSATISFIED = re.compile(r"bytes\s+\*/(\d+)")
 _RETRY_HTTP = {408, 429}  # 4xx codes that are transient
 _NET_ERRORS = (OSError, http.client.HTTPException)  # URLError, timeouts, resets, bad status
 _HTTP_WHAT = {401: "login required", 403: "access denied", 404: "not found", 410: "gone"}
+
+#: size cap of a download whose size is not known in advance (config data.download_max_bytes)
+DEFAULT_MAX_BYTES = 50 * 2**30
+#: seconds one download may take, retries included (config data.download_deadline)
+DEFAULT_DEADLINE = 24 * 3600.0
+#: slowest transfer accepted, bytes/s averaged over ``rate_window`` seconds (config data.download_min_rate)
+DEFAULT_MIN_RATE = 10 * 2**10
+#: a known size (the registry's size_bytes) is an estimate: the cap is this much larger
+SIZE_MARGIN, SIZE_SLACK = 1.25, 64 * 2**20
+
+
+def max_bytes_for(size_bytes: float | None, configured_max: float = DEFAULT_MAX_BYTES) -> int:
+    """Size cap of one download: ``size_bytes`` (the data set's, when known) plus a margin, else
+    ``configured_max`` (``data.download_max_bytes``)."""
+    if size_bytes:
+        return int(size_bytes * SIZE_MARGIN + SIZE_SLACK)
+    return int(configured_max)
 
 
 class DownloadError(RuntimeError):
@@ -63,27 +90,63 @@ class _Retry(Exception):
     """A transient failure: try again, resuming from the ``.part`` file."""
 
 
-def resolve_local(path: str | Path, what: str) -> Path:
-    """Return the local file ``path`` (a plain path or ``file://`` URL) if it exists.
+def config_options(cfg: dict, url: str) -> dict:
+    """:func:`fetch` keywords for data set download ``url`` under the validated config ``cfg``:
+    its ``data`` block's offline, retries and limits, and the size cap from the ``size_bytes`` of
+    the data sets that download ``url`` (the largest, if several)."""
+    from notpipe.data.datasets import resolve_datasets, sources
+
+    data = cfg["data"]
+    sizes = [spec.get("size_bytes") for spec in resolve_datasets(cfg["datasets"]).values()
+             if not spec.get("path") and any(s["url"] == url for s in sources(spec, "."))]
+    cap = max((max_bytes_for(size, data["download_max_bytes"]) for size in sizes),
+              default=int(data["download_max_bytes"]))
+    return {"offline": data["offline"], "retries": data["retries"], "max_bytes": cap,
+            "deadline": float(data["download_deadline"]), "min_rate": float(data["download_min_rate"]),
+            "lock_wait": float(data["lock_wait"])}
+
+
+def resolve_local(path: str | Path, what: str, *, folder_ok: bool = False) -> Path:
+    """Return the local file ``path`` (a plain path or ``file://`` URL) if it is a regular file
+    (or, with ``folder_ok``, a folder).
 
     Raises
     ------
     DownloadError
-        If it does not exist. The one-line message says where to put it.
+        If it does not exist, or is a device, FIFO or socket (reading ``/dev/zero`` never ends).
+        The one-line message says where to put the file.
     """
     s = str(path)
     if s.startswith("file://"):
         s = urllib.request.url2pathname(urlparse(s).path)
     p = Path(s)
-    if p.exists():
+    if p.is_file() or (folder_ok and p.is_dir()):
         return p
+    if p.exists():
+        kind = "a folder" if p.is_dir() else "not a regular file (a device, FIFO or socket)"
+        raise DownloadError(f"{what} at {p} is {kind}: put the {'archive' if p.is_dir() else 'file'} "
+                            "itself there (see README 'Data sets')")
     raise DownloadError(f"{what} not found at {p}: place the file there (see README 'Data sets')")
+
+
+def _regular_or_absent(path: Path, what: str) -> bool:
+    """True if ``path`` is a regular file, False if absent; a folder, device, FIFO or socket
+    (which would be read forever or not at all) is a :class:`DownloadError`."""
+    if path.is_file():
+        return True
+    if not path.exists() and not path.is_symlink():
+        return False
+    kind = "a folder" if path.is_dir() else "a broken link" if not path.exists() else \
+        "not a regular file (a device, FIFO or socket)"
+    raise DownloadError(f"{what} {path} is {kind}: move it away and re-run")
 
 
 def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
           checksums: str | Path | None = None, offline: bool = False,
           sha256_prefix: str | None = None, retries: int = 5, backoff: float = 1.0, timeout: float = 60.0,
-          progress: bool = True, chunk_size: int = 1 << 20) -> Path:
+          progress: bool = True, chunk_size: int = 1 << 20, max_bytes: int | None = None,
+          deadline: float = DEFAULT_DEADLINE, min_rate: float = DEFAULT_MIN_RATE, rate_window: float = 60.0,
+          checksum_key: str | None = None, lock_wait: float = DEFAULT_WAIT) -> Path:
     """Download ``url`` to ``dest`` (resumable, retried, verified) and return ``dest``.
 
     Parameters
@@ -96,7 +159,7 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
     sha256 : str, optional
         Expected hex digest.
     checksums : str or Path, optional
-        JSON file ``{file name: sha256}``. A recorded entry is checked. A missing
+        JSON file ``{key: sha256}``. A recorded entry is checked. A missing
         entry is added.
     offline : bool
         Never touch the network. A missing ``dest`` is an error.
@@ -110,7 +173,17 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
     progress : bool
         Show a tqdm progress bar.
     chunk_size : int
-        Bytes read and written per step.
+        Most bytes read and written per step (a read returns what has arrived).
+    max_bytes : int, optional
+        Size cap (default :data:`DEFAULT_MAX_BYTES`); see :func:`max_bytes_for`.
+    deadline : float
+        Seconds the whole download may take, retries and waits included.
+    min_rate, rate_window : float
+        Stop when fewer than ``min_rate`` bytes/s arrive over ``rate_window`` seconds.
+    checksum_key : str, optional
+        Key of this file in ``checksums`` (default: ``dest``'s file name).
+    lock_wait : float
+        Seconds to wait for another process downloading to the same ``dest``.
 
     Raises
     ------
@@ -118,8 +191,9 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
         With one message that says what failed, where any file was kept and what to do.
     """
     dest = Path(dest)
-    if dest.exists():
-        _verify(dest, dest, url, sha256, checksums, sha256_prefix)
+    key = checksum_key or dest.name
+    if _regular_or_absent(dest, "download target"):
+        _verify(dest, dest, url, sha256, checksums, sha256_prefix, key)
         return dest
     if offline:
         where = dest.absolute()
@@ -128,13 +202,57 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
     if urlparse(url).scheme not in ("http", "https"):
         raise DownloadError(f"cannot download {url}: only http(s) URLs are fetched; "
                             "use resolve_local() for local files")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DownloadError(f"cannot create {dest.parent} for {url}: {e.strerror or e}; set data.data_dir "
+                            "to a folder you can write") from None
+    limits = _Limits(time.monotonic() + deadline, deadline, min_rate, rate_window,
+                     DEFAULT_MAX_BYTES if max_bytes is None else int(max_bytes))
+    with held(_sibling(dest, ".lock"), f"download {dest}", min(lock_wait, deadline)):
+        if _regular_or_absent(dest, "download target"):  # another process finished it while we waited
+            _verify(dest, dest, url, sha256, checksums, sha256_prefix, key)
+            return dest
+        return _fetch_locked(url, dest, sha256, checksums, sha256_prefix, key, retries, backoff,
+                             timeout, progress, chunk_size, limits)
+
+
+class _Limits:
+    """Size cap, deadline and minimum rate of one download."""
+
+    def __init__(self, end: float, deadline: float, min_rate: float, window: float, max_bytes: int):
+        self.end, self.deadline, self.min_rate, self.window, self.max_bytes = \
+            end, deadline, min_rate, window, max_bytes
+
+    def check_time(self, url: str, part: Path) -> None:
+        if time.monotonic() > self.end:
+            raise DownloadError(f"download of {url} did not finish within {self.deadline:g} s "
+                                f"(data.download_deadline); {_kept(part)}")
+
+    def too_big(self, url: str, part: Path, size: int, announced: bool) -> DownloadError:
+        part.unlink(missing_ok=True)  # an oversized body is not worth resuming
+        what = f"announces {size} bytes" if announced else f"sent more than {self.max_bytes} bytes"
+        return DownloadError(f"download of {url} {what}, above its cap of {self.max_bytes} bytes (the data "
+                             "set's size_bytes + 25 %, or data.download_max_bytes when it gives none); "
+                             "nothing was kept: check the URL, or raise the cap if the file is that big")
+
+
+def _kept(part: Path) -> str:
+    n = _size(part)
+    return (f"the {n} bytes received so far are kept in {part}: re-run to resume" if n
+            else "nothing was received: re-run later")
+
+
+def _fetch_locked(url: str, dest: Path, sha256, checksums, sha256_prefix, key: str, retries: int,
+                  backoff: float, timeout: float, progress: bool, chunk_size: int, limits: _Limits) -> Path:
     part = _sibling(dest, ".part")
+    _regular_or_absent(part, "partial download")
     attempt = 0
     while True:
         before = _size(part)
+        limits.check_time(url, part)
         try:
-            content_type = _download_once(url, part, dest, timeout, progress, chunk_size)
+            content_type = _download_once(url, part, dest, timeout, progress, chunk_size, limits)
             break
         except _Retry as e:
             if _size(part) > before:
@@ -150,7 +268,7 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
                 raise DownloadError(f"download of {url} failed {attempt + 1} times in a row "
                                     f"(last: {e}); {kept}, or download the file by hand and "
                                     f"put it at {dest}") from e
-            wait = backoff * 2 ** attempt
+            wait = min(backoff * 2 ** attempt, max(limits.end - time.monotonic(), 0.0))
             log.warning("%s: %s; retrying in %.2f s from byte %d", url, e, wait, _size(part))
             time.sleep(wait)
             attempt += 1
@@ -160,14 +278,14 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
             f"download of {url} returned an HTML web page (e.g. a login, quota or "
             f"virus-scan page) instead of the archive; it was kept at {bad}: download "
             f"the file in a browser and put it at {dest}")
-    digest = _verify(part, dest, url, sha256, checksums, sha256_prefix)
+    digest = _verify(part, dest, url, sha256, checksums, sha256_prefix, key)
     os.replace(part, dest)
     log.info("downloaded %s (%d bytes, sha256 %s)", dest, dest.stat().st_size, digest)
     return dest
 
 
 def _download_once(url: str, part: Path, dest: Path, timeout: float, progress: bool,
-                   chunk_size: int) -> str | None:
+                   chunk_size: int, limits: _Limits) -> str | None:
     """Make one request that appends to ``part``. Return the Content-Type or raise ``_Retry``."""
     have = _size(part)
     headers = {"User-Agent": "notpipe-download", "Accept-Encoding": "identity"}
@@ -197,20 +315,32 @@ def _download_once(url: str, part: Path, dest: Path, timeout: float, progress: b
             total = int(length) if length.isdigit() else None
         else:
             raise DownloadError(f"download of {url} failed: unexpected HTTP {resp.status}")
-        with open(part, "ab" if have else "wb") as f, \
-                tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+        if total is not None and total > limits.max_bytes:
+            raise limits.too_big(url, part, total, announced=True)
+        try:
+            f = open(part, "ab" if have else "wb", buffering=0)  # unbuffered: a failed write raises here
+        except OSError as e:
+            raise _write_error(part, url, e) from None
+        size, mark = have, (time.monotonic(), have)
+        with f, tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
                      desc=dest.name, disable=not progress) as bar:
             while True:
                 try:
-                    chunk = resp.read(chunk_size)
+                    chunk = resp.read1(chunk_size)  # what has arrived: a trickle cannot block the checks
                 except _NET_ERRORS as e:
                     raise _Retry(f"connection dropped: {e!r}") from e
                 if not chunk:
                     break
-                f.write(chunk)
+                if size + len(chunk) > limits.max_bytes:
+                    raise limits.too_big(url, part, size + len(chunk), announced=False)
+                _write_all(f, chunk, part, url)
+                size += len(chunk)
                 bar.update(len(chunk))
-            f.flush()
-            os.fsync(f.fileno())
+                mark = _check_progress(url, part, size, mark, limits)
+            try:
+                os.fsync(f.fileno())
+            except OSError as e:
+                raise _write_error(part, url, e) from None
         content_type = resp.headers.get("Content-Type")
     size = _size(part)
     if total is not None and size != total:
@@ -219,6 +349,37 @@ def _download_once(url: str, part: Path, dest: Path, timeout: float, progress: b
             raise _Retry(f"got {size} bytes but expected {total}; restarting from byte 0")
         raise _Retry(f"connection dropped after {size} of {total} bytes")
     return content_type
+
+
+def _write_all(f, chunk: bytes, part: Path, url: str) -> None:
+    view = memoryview(chunk)
+    try:
+        while view:
+            view = view[f.write(view):]
+    except OSError as e:
+        raise _write_error(part, url, e) from None
+
+
+def _write_error(part: Path, url: str, e: OSError) -> DownloadError:
+    why = _write_failure(e) or e.strerror or str(e)
+    return DownloadError(f"cannot write {part} (download of {url}): {why}; free space there or set "
+                         f"data.data_dir to a bigger disk, then re-run ({_kept(part)})")
+
+
+def _check_progress(url: str, part: Path, size: int, mark: tuple[float, int],
+                    limits: _Limits) -> tuple[float, int]:
+    """Deadline and minimum rate after each read; the new (time, size) mark of the rate window."""
+    limits.check_time(url, part)
+    now = time.monotonic()
+    t0, s0 = mark
+    if now - t0 < limits.window:
+        return mark
+    rate = (size - s0) / (now - t0)
+    if rate < limits.min_rate:
+        raise DownloadError(f"download of {url} is too slow: {rate:.0f} bytes/s over the last "
+                            f"{now - t0:.0f} s, below data.download_min_rate={limits.min_rate:g}; "
+                            f"{_kept(part)}, or try later")
+    return now, size
 
 
 def _unreachable(exc: BaseException | None, url: str) -> str | None:
@@ -254,9 +415,10 @@ def _http_error(e: urllib.error.HTTPError, url: str, part: Path, dest: Path,
 
 
 def _verify(path: Path, dest: Path, url: str, sha256: str | None,
-            checksums: str | Path | None, prefix: str | None = None) -> str:
-    """Check ``path`` against ``sha256``, ``prefix`` and the recorded checksum, record if new,
-    return digest."""
+            checksums: str | Path | None, prefix: str | None = None, key: str | None = None) -> str:
+    """Check ``path`` against ``sha256``, ``prefix`` and the checksum recorded under ``key``
+    (default ``dest``'s name), record it if new, return the digest."""
+    key = key or dest.name
     got = sha256_file(path)
     if prefix is not None and not got.startswith(prefix.strip().lower()):
         bad = _set_aside(path, dest)
@@ -265,20 +427,20 @@ def _verify(path: Path, dest: Path, url: str, sha256: str | None,
             f"{got[:len(prefix)]} (sha256 {got}); the file was kept at {bad}: delete it and re-run "
             "to download again")
     table = _load_checksums(checksums) if checksums is not None else {}
-    recorded = table.get(dest.name)
+    recorded = table.get(key)
     for expected, source in ((sha256, "expected"), (recorded, f"recorded in {checksums}")):
         if expected is not None and got != expected.strip().lower():
             bad = _set_aside(path, dest)
             raise DownloadError(
-                f"sha256 mismatch for {dest.name} from {url}: {source} {expected}, got {got}; "
+                f"sha256 mismatch for {dest} from {url}: {source} {expected}, got {got}; "
                 f"the file was kept at {bad}: delete it and re-run to download again, "
                 "or fix the checksum if the upstream file has legitimately changed")
     if checksums is not None and recorded is None:
         with _locked(Path(checksums)):  # parallel download jobs share the file
             table = _load_checksums(checksums)
-            table.setdefault(dest.name, got)
+            table.setdefault(key, got)
             write_json(Path(checksums), table)
-        log.info("recorded sha256 %s for %s in %s", got, dest.name, checksums)
+        log.info("recorded sha256 %s for %s in %s", got, key, checksums)
     return got
 
 

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import logging
 import math
 import multiprocessing as mp
+import os
 import re
 import shutil
 import tarfile
+import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -46,6 +49,7 @@ from notpipe.data.datasets import (
     missing_local_message,
     sources,
 )
+from notpipe.data.locks import DEFAULT_WAIT, build_conflict, build_record, held
 from notpipe.io import atomic_path, sha256_file, write_json
 
 log = logging.getLogger(__name__)
@@ -515,12 +519,56 @@ def _open_source(name: str, spec: dict, size: int, raw_dir: Path, tmp: Path, off
 
 def prepare(name: str, spec: dict, size: int, out_dir: str | Path, raw_dir: str | Path, *,
             threads: int = 1, max_bad_fraction: float = 0.01, offline: bool = False,
-            progress: bool = True) -> dict:
-    """Build ``out_dir/{train,test}.npy`` and ``manifest.json`` for one data set; return the manifest."""
+            progress: bool = True, suite: str | None = None, lock_wait: float = DEFAULT_WAIT) -> dict:
+    """Build ``out_dir/{train,test}.npy`` and ``manifest.json`` for one data set; return the manifest.
 
+    Several processes may share ``out_dir`` (two clones with one ``data_dir``): the build holds
+    a lock on ``out_dir/.lock`` and works in its own temporary folder, so a second process waits
+    (at most ``lock_wait`` seconds) and then takes the finished data set instead of building it
+    again. The manifest records ``spec`` and ``suite``; a data set built by another suite with
+    other parameters is refused (:func:`~notpipe.data.locks.build_conflict`).
+    """
     out_dir, raw_dir = Path(out_dir), Path(raw_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / ".tmp"
+    with held(out_dir / ".lock", f"data set folder {out_dir}", lock_wait) as waited:
+        manifest = out_dir / "manifest.json"
+        conflict = build_conflict(manifest, name, spec, suite)
+        if conflict:
+            raise PrepareError(conflict)
+        if waited and manifest.is_file():  # built by the process we waited for
+            done = json.loads(manifest.read_text())
+            if done.get("spec") == build_record(spec) and done.get("image_size") == size:
+                log.info("%s: prepared meanwhile by another process; using %s", name, out_dir)
+                return done
+        for stale in out_dir.glob(".tmp*"):  # left by a killed build: nobody else holds the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out_dir))
+        try:
+            return _build(name, spec, size, out_dir, raw_dir, tmp, threads=threads,
+                          max_bad_fraction=max_bad_fraction, offline=offline, progress=progress,
+                          record={"spec": build_record(spec), "suite": suite})
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _buffer(path: Path, shape: tuple) -> np.ndarray:
+    """A uint8 ``.npy`` memmap of ``shape`` whose blocks are reserved on disk now: a full disk is
+    one line here, not a SIGBUS when a page is first written."""
+    try:
+        buf = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+        with open(path, "r+b") as fh:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+    except OSError as e:
+        n = int(np.prod(shape))
+        size = f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+        raise PrepareError(f"cannot reserve {size} for {path}: "
+                           f"{e.strerror or e}; free space there or set data.data_dir to a bigger disk") from None
+    return buf
+
+
+def _build(name: str, spec: dict, size: int, out_dir: Path, raw_dir: Path, tmp: Path, *,
+           threads: int, max_bad_fraction: float, offline: bool, progress: bool, record: dict) -> dict:
+    """:func:`prepare`'s work, in the private folder ``tmp``; ``record`` goes into the manifest."""
     n, items, attrs, files = _open_source(name, spec, size, raw_dir, tmp, offline)
     if spec.get("limit"):
         n = min(n, int(spec["limit"]))
@@ -530,7 +578,7 @@ def prepare(name: str, spec: dict, size: int, out_dir: str | Path, raw_dir: str 
     rule = resize_rule(spec)
     tmp.mkdir(parents=True, exist_ok=True)
     store = RaggedWriter(tmp, rule["augment"]) if rule["augment"] else None  # augmentation: full images
-    buf = np.lib.format.open_memmap(tmp / "all.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+    buf = _buffer(tmp / "all.npy", (n, size, size, 3))
     ok = np.zeros(n, bool)
     skipped: list[dict] = []
     keys: list[str] = []
@@ -586,6 +634,7 @@ def prepare(name: str, spec: dict, size: int, out_dir: str | Path, raw_dir: str 
                   **({"attributes": "attributes.csv"} if attrs is not None else {}), **full_files},
         "array_sha256": {**digests, **full_digests}, "notpipe_version": __version__,
     }
+    manifest.update(record)
     write_json(out_dir / "manifest.json", manifest)
     log.info("%s: %d train, %d test, %d skipped -> %s", name, len(tr), len(te), len(skipped), out_dir)
     return manifest
