@@ -7,6 +7,12 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+# A second run in a working directory while another works there is refused with one line
+# before it builds its DAG; dry runs, --unlock, --summary etc. and job processes are not.
+from notpipe.workflow_lock import guard_runs
+
+guard_runs(workflow)
+
 # config.yaml is the default; --configfile replaces it entirely (no merging of
 # experiment lists from two files). Read by notpipe rather than `configfile:`, so that a
 # YAML syntax error names the file and the line (Snakemake says only "not valid JSON or

@@ -52,7 +52,11 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path)
 
 @pytest.mark.slow
 def test_second_concurrent_snakemake_is_refused(tmp_path):
-    _run("concurrent", 1, tmp_path)
+    # one pair per case: second while the first job is held; second's DAG built, the first ends
+    # before Snakemake's lock; both at once
+    tally = _run("concurrent", len(faults_workflow.CASES), tmp_path)
+    assert all(tally.detail[case] == 1 for case in faults_workflow.CASES), tally.detail
+    assert "is working in " in tally.example and "wait for it to finish" in tally.example
 
 
 def test_gpu_slots_never_held_twice_over_100_starts_and_kills(tmp_path):

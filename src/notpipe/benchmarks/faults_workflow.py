@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from notpipe.benchmarks.faults import Kind, Tally
+from notpipe.benchmarks.faults import Kind, Tally, one_clear_line
 
 REPO = Path(__file__).resolve().parents[3]
 TOY_EXP = {"source": {"name": "gaussian", "dim": 2}, "target": {"name": "moons"}, "cost": {"name": "strong"},
@@ -205,25 +205,175 @@ def run_kill_data(rng: random.Random, trials: int, work: Path) -> Tally:
 
 
 # ------------------------------------------------------------------ 9: two concurrent invocations
+#: what the refused run says (notpipe.workflow_lock), with the folder after it
+BUSY = "is working in "
+#: tries of one trial whose first run ended before its job could be held
+HOLD_TRIES = 4
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] in "tT"
+    except (OSError, IndexError):
+        return False
+
+
+def hold_job(p: subprocess.Popen, needle: str, delay: float) -> list[int]:
+    """SIGSTOP the job processes of run ``p`` ``delay`` s after the job appears, so that the run
+    cannot finish; the held pids, ``[]`` when the job or the run ended before it was held."""
+    if wait_job(p, needle) is None:
+        return []
+    time.sleep(delay)
+    held = []
+    for pid in job_pids(p.pid, needle):
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            continue
+        held.append(pid)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not all(_stopped(pid) for pid in held):
+        time.sleep(0.01)
+    return [pid for pid in held if _stopped(pid)]
+
+
+def resume(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def _refusal(proc: subprocess.CompletedProcess | subprocess.Popen, out: str, work: Path) -> str | None:
+    """The one line of a run refused before its DAG; None when it was not refused so."""
+    line = next((ln.strip() for ln in out.splitlines() if BUSY in ln), None)
+    refused = (proc.returncode not in (0, None) and line is not None and f"{BUSY}{work.resolve()}" in line
+               and "Building DAG" not in out and "rule toy_train" not in out)
+    return line if refused else None
+
+
+# A slow machine's second run: Snakemake with its lock taken only once the file $GO exists,
+# after touching $DAG_BUILT. Snakemake takes its lock after building the DAG; this widens
+# that moment so that the first run can end inside it, every time.
+_SLOW_LOCK = """
+import os, sys, time
+from pathlib import Path
+from snakemake.persistence import PersistenceBase
+
+_lock = PersistenceBase.lock
+
+
+def lock(self):
+    Path(os.environ["NOTPIPE_FAULT_DAG_BUILT"]).touch()
+    deadline = time.monotonic() + 300
+    while not Path(os.environ["NOTPIPE_FAULT_GO"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return _lock(self)
+
+
+PersistenceBase.lock = lock
+from snakemake.cli import main
+
+sys.exit(main())
+"""
+
+
+def _start_slow_lock(work: Path, built: Path, go: Path, *targets: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-c", _SLOW_LOCK, *smk_cmd(work, *targets)[3:]]
+    env = {**_env(), "NOTPIPE_FAULT_DAG_BUILT": str(built), "NOTPIPE_FAULT_GO": str(go)}
+    return subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+
+
+#: the cases of kind 9, in turn
+CASES = ("second while the first job runs", "second builds its DAG, the first ends before its lock",
+         "both at once")
+
+
+def _pair(rng: random.Random, d: Path, case: str) -> tuple[str | None, str, bool]:
+    """Two runs of ``MODEL`` in ``d``; the job of the run that got the folder is held (SIGSTOP)
+    while the other one runs. ``(refusal line or None, what happened, held)``; held False: the
+    first job ended before it could be held (the trial is redone)."""
+    together, race = case == CASES[2], case == CASES[1]
+    first = start(d, MODEL)
+    other = start(d, MODEL) if together else None
+    held: list[int] = []
+    go = d / ".fault-go"
+    try:
+        if together:  # whichever got the folder runs the job; the other one must end, refused
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not (job_pids(first.pid, "toy_train")
+                                                        or job_pids(other.pid, "toy_train")):
+                if first.poll() is not None and other.poll() is not None:
+                    break
+                time.sleep(0.02)
+            if job_pids(other.pid, "toy_train"):
+                first, other = other, first
+        held = hold_job(first, "toy_train", rng.uniform(0.0, 0.3))
+        if not held:
+            return None, "the first run's job ended before it was held", False
+        if race:
+            built = d / ".fault-dag-built"
+            other = _start_slow_lock(d, built, go, MODEL)
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and other.poll() is None and not built.exists():
+                time.sleep(0.02)
+        if not together and not race:
+            second = run(d, MODEL, timeout=300)
+            out = second.stdout + second.stderr
+        else:
+            if race:  # the second run built its DAG (or ended): the first one ends before it locks
+                resume(held)
+                held = []
+                first.wait(timeout=600)
+                go.touch()
+            out, _ = other.communicate(timeout=600)
+            second = other
+        line = _refusal(second, out, d)
+        resume(held)
+        held = []
+        first_out, _ = first.communicate(timeout=600)
+        if first.returncode != 0:
+            return None, "the first run failed: " + first_out[-1500:], True
+        if line is None:
+            return None, "not refused: " + out[-1500:], True
+        again = run(d, MODEL, "-n")
+        if again.returncode != 0 or "Nothing to be done" not in again.stdout + again.stderr:
+            return None, "after both, the dry run has work left: " + _tail(again), True
+        return line, line, True
+    finally:
+        go.touch()
+        resume(held)
+        for p in (first, other):
+            if p is not None and p.poll() is None:
+                kill_group(p)
+
+
 def run_concurrent(rng: random.Random, trials: int, work: Path) -> Tally:
+    """Two runs of one target in one folder, the cases of :data:`CASES` in turn: the second run
+    starts while the first one's job runs (after the first DAG and Snakemake's lock); or it
+    builds its DAG then and the first run ends before the second takes Snakemake's lock (a
+    slow machine, made certain with :data:`_SLOW_LOCK`); or both start at once (before either
+    DAG). The job of the run that holds the folder is held (SIGSTOP) until the other one has
+    ended, so the outcome does not depend on machine speed. The second must be refused with one
+    line naming the folder, before building a DAG; the first must finish, with every ``.pt``
+    loadable and nothing left to do."""
     tally = Tally("concurrent", "two concurrent snakemake runs, one folder")
     cfg = {"toy": {"experiments": {"g": TOY_EXP}}}
+    redone = "redone: the first job ended before it was held"
     for i in range(trials):
-        d = setup(work / f"c{i}", cfg)
-        first = start(d, MODEL)
-        locks = d / ".snakemake" / "locks"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (locks.is_dir() and any(locks.iterdir())):
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.0))
-        second = run(d, MODEL)
-        out, _ = first.communicate(timeout=600)
-        text = second.stdout + second.stderr
-        refused = second.returncode != 0 and "cannot be locked" in text
-        line = next((ln.strip() for ln in text.splitlines() if "cannot be locked" in ln), _tail(second))
-        ok = first.returncode == 0 and refused
+        case = CASES[i % len(CASES)]
+        for attempt in range(HOLD_TRIES):
+            d = setup(work / f"c{i}.{attempt}", cfg)
+            line, msg, held = _pair(rng, d, case)
+            if held:
+                break
+            tally.detail[redone] = tally.detail.get(redone, 0) + 1
+        tally.detail[case] = tally.detail.get(case, 0) + 1
         lost = bool(_all_load(d / "results")) if (d / "results").exists() else False
-        tally.add(ok and not lost, line if refused else text[-1500:] + out[-500:], lost=lost, what=f"pair {i}")
+        ok = held and line is not None and one_clear_line(line)
+        tally.add(ok and not lost, msg, lost=lost, what=f"pair {i} ({case})")
     return tally
 
 
