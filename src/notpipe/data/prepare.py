@@ -224,6 +224,8 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
     if path.is_dir():
         raise PrepareError(f"{path}: is a folder, not a zip archive; give the .zip file, or set the data "
                            f"set's format to image_folder")
+    if not path.is_file():  # a device or pipe: zipfile would read it without end
+        raise PrepareError(f"{path}: is not a regular file; give the .zip file")
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as err:
@@ -280,6 +282,8 @@ def _extract_tar_images(path: Path, out: Path, limits: Limits) -> None:
     if path.is_dir():
         raise PrepareError(f"{path}: is a folder, not a tar archive; give the .tar/.tar.gz file, or set the "
                            f"data set's format to image_folder")
+    if not path.is_file():  # a device or pipe: tarfile would read it without end
+        raise PrepareError(f"{path}: is not a regular file; give the .tar/.tar.gz file")
     cap, total = limits.max_expansion * max(path.stat().st_size, 1), 0
     try:
         with tarfile.open(path) as tf:
