@@ -33,12 +33,15 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from notpipe.io import atomic_path, sha256_file
+
+if TYPE_CHECKING:
+    import torch
 
 #: the augmentations known by name
 NAMES = ("random_resized_crop",)
@@ -99,6 +102,8 @@ class RandomResizedCrop:
         """``(n, 6)`` int64 parameters ``top, left, height, width, hflip, vflip`` of ``n`` images
         whose ``(height, width)`` are the rows of ``shapes``: per image the crop's draws, then one
         draw per flip of ``flips``."""
+        import torch  # here: the registry validates augment blocks without torch
+
         out = np.zeros((len(shapes), 6), np.int64)
         for k, (height, width) in enumerate(np.asarray(shapes)):
             out[k, :4] = crop_params(int(height), int(width), self.scale, self.ratio, generator)
@@ -140,6 +145,8 @@ def crop_params(height: int, width: int, scale, ratio, generator: torch.Generato
     box inside the image gets a uniform top-left corner. Else the largest centred box whose
     aspect ratio is within ``ratio``.
     """
+    import torch
+
     area = height * width
     log_ratio = torch.log(torch.tensor(ratio))  # float32, as torchvision
     for _ in range(TRIES):
