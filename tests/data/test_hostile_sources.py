@@ -289,3 +289,27 @@ def test_readers_refuse_a_device_themselves(tmp_path):
                  lambda: P._read_hdf5_zip(P.Path("/dev/zero"), "imgs", tmp_path / "h")):
         with pytest.raises(P.PrepareError, match="/dev/zero: is not a regular file"):
             read()
+
+
+def test_config_keys_set_the_caps(tmp_path):
+    """data.max_member_bytes / max_expansion / max_image_pixels reach prepare from the config."""
+    import subprocess
+    import sys
+
+    import yaml
+    from conftest import REPO
+
+    (tmp_path / "raw").mkdir()
+    write_zip(tmp_path / "raw" / "x.zip", {f"{i}.png": encode(rgb(i)) for i in range(5)})
+    cfg = {"results_dir": str(tmp_path / "results"), "data": {"data_dir": str(tmp_path), "max_member_bytes": 100},
+           "datasets": {"x": {"path": "x.zip", "format": "image_folder_zip", "crop": "none"}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, str(REPO / "workflow/scripts/data_prepare.py"), "--config",
+                           str(tmp_path / "c.yaml"), "--dataset", "x", "--size", "16", "--threads", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "data.max_member_bytes=100" in proc.stderr
+    limits = P.Limits.from_config({"max_image_pixels": 100, "threads": 2})
+    assert limits == P.Limits(max_image_pixels=100)
+    msg = refused(tmp_path / "raw", spec(), limits=limits)
+    assert "5 of 5 images unreadable" in msg and "over data.max_image_pixels=100" in msg

@@ -523,14 +523,16 @@ def _open_source(name: str, spec: dict, size: int, raw_dir: Path, tmp: Path, off
 
 def prepare(name: str, spec: dict, size: int, out_dir: str | Path, raw_dir: str | Path, *,
             threads: int = 1, max_bad_fraction: float = 0.01, offline: bool = False,
-            progress: bool = True, suite: str | None = None, lock_wait: float = DEFAULT_WAIT) -> dict:
+            progress: bool = True, suite: str | None = None, lock_wait: float = DEFAULT_WAIT,
+            limits: Limits | None = None) -> dict:
     """Build ``out_dir/{train,test}.npy`` and ``manifest.json`` for one data set; return the manifest.
 
     Several processes may share ``out_dir`` (two clones with one ``data_dir``): the build holds
     a lock on ``out_dir/.lock`` and works in its own temporary folder, so a second process waits
     (at most ``lock_wait`` seconds) and then takes the finished data set instead of building it
     again. The manifest records ``spec`` and ``suite``; a data set built by another suite with
-    other parameters is refused (:func:`~notpipe.data.locks.build_conflict`).
+    other parameters is refused (:func:`~notpipe.data.locks.build_conflict`). ``limits``: the caps
+    on archives and images (:class:`Limits`; config ``data.max_member_bytes`` and the like).
     """
     out_dir, raw_dir = Path(out_dir), Path(raw_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -548,7 +550,7 @@ def prepare(name: str, spec: dict, size: int, out_dir: str | Path, raw_dir: str 
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=out_dir))
         try:
-            return _build(name, spec, size, out_dir, raw_dir, tmp, threads=threads,
+            return _build(name, spec, size, out_dir, raw_dir, tmp, limits=limits or Limits(), threads=threads,
                           max_bad_fraction=max_bad_fraction, offline=offline, progress=progress,
                           record={"spec": build_record(spec), "suite": suite})
         finally:
@@ -570,16 +572,16 @@ def _buffer(path: Path, shape: tuple) -> np.ndarray:
     return buf
 
 
-def _build(name: str, spec: dict, size: int, out_dir: Path, raw_dir: Path, tmp: Path, *,
+def _build(name: str, spec: dict, size: int, out_dir: Path, raw_dir: Path, tmp: Path, *, limits: Limits,
            threads: int, max_bad_fraction: float, offline: bool, progress: bool, record: dict) -> dict:
     """:func:`prepare`'s work, in the private folder ``tmp``; ``record`` goes into the manifest."""
-    n, items, attrs, files = _open_source(name, spec, size, raw_dir, tmp, offline)
+    n, items, attrs, files = _open_source(name, spec, size, raw_dir, tmp, offline, limits)
     if spec.get("limit"):
         n = min(n, int(spec["limit"]))
     if n == 0:
         raise PrepareError(f"data set '{name}': the source holds no images")
     crop, pre = spec["crop"], spec.get("pre_resize")
-    rule = resize_rule(spec)
+    rule = {**resize_rule(spec), "max_pixels": limits.max_image_pixels}
     tmp.mkdir(parents=True, exist_ok=True)
     store = RaggedWriter(tmp, rule["augment"]) if rule["augment"] else None  # augmentation: full images
     buf = _buffer(tmp / "all.npy", (n, size, size, 3))
