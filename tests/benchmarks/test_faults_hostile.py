@@ -2,7 +2,12 @@
 
 import pytest
 
-from notpipe.benchmarks import faults, faults_hostile as H
+try:  # the campaign in benchmarks/fault_campaign (pythonpath in pyproject.toml)
+    import fault_campaign as faults
+    from fault_campaign import hostile as H
+except ImportError:  # before it left the package
+    from notpipe.benchmarks import faults
+    from notpipe.benchmarks import faults_hostile as H
 
 
 @pytest.mark.parametrize("kind,cases", [
