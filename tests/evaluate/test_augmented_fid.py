@@ -46,7 +46,7 @@ def test_passes_pool_fresh_augmentations_and_repeats_give_mean_and_std(augmented
     e = ev(fid_passes=2, fid_repeats=2)
     ref = evaluate.reference("shapes_squares", 16, d, tmp_path, e)
     row = fid_row(evaluate.evaluate_snapshot(snap, d, ref, e))
-    assert row.n_images == 2 * N_TEST  # two passes pooled into each FID
+    assert row.n_images == 2 * N_TEST and row.passes == 2  # two passes pooled into each FID (the protocol column)
     # a deterministic map: only fresh crops and flips make the repeats differ
     assert row["std"] > 0
     again = fid_row(evaluate.evaluate_snapshot(snap, d, ref, e))

@@ -112,7 +112,8 @@ def evaluate_snapshot(path: str | Path, data_dir: str | Path, ref: dict, ev: dic
 
     def add(metric, value, std=None, n=None, seconds=None, mapname="T", tag=None, smoke=False):
         rows.append({"run": name, "step": step, "metric": metric, "map": mapname, "value": value,
-                     "std": std, "n_images": n, "extractor": tag, "smoke": smoke, "seconds": seconds})
+                     "std": std, "n_images": n, "extractor": tag, "smoke": smoke, "seconds": seconds,
+                     "passes": passes})  # passes of the test split per FID: part of the protocol
 
     fids, kids, costs, scores = [], [], [], []
     n_images, spent = 0, 0.0
