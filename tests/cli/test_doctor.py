@@ -226,8 +226,17 @@ def test_gpu_rows_without_bf16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
     monkeypatch.setattr(torch.cuda, "device", lambda i: contextlib.nullcontext())
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda **kw: False)
-    rows, n = doctor.check_torch(load_config(REPO / "config.yaml"))
+    rows, n = doctor.check_torch(load_config(REPO / "config.yaml"))  # the paper suite is fp32
     assert n == 1
+    assert {r.check: r for r in rows}["gpu 0"].status == "ok"
+    import yaml
+    from snakemake.utils import update_config
+
+    from notpipe.config import validate_config
+
+    raw = yaml.safe_load((REPO / "config.yaml").read_text())  # with the bf16 speed overlay
+    update_config(raw, yaml.safe_load((REPO / "configs" / "overlays" / "speed_bf16.yaml").read_text()))
+    rows, n = doctor.check_torch(validate_config(raw))
     gpu = {r.check: r for r in rows}["gpu 0"]
     assert gpu.status == "warn" and gpu.detail.startswith("Fake V100, 32 GiB, bf16 no")
     assert "precision: fp32" in gpu.fix
