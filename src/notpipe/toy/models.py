@@ -25,7 +25,7 @@ class MLP(nn.Module):
     the authors' ``weights_init_mlp``. PyTorch's default (``init="default"``) has a
     weight std sqrt(6) times smaller: each ReLU layer then shrinks the signal about
     six-fold, and a 3x100 T starts as an almost constant map that barely depends on z
-    (measured: std over x of E_z T 0.015 against 0.4-0.5 with Kaiming; docs/toy-vs-authors.md).
+    (measured: std over x of E_z T 0.015 against 0.4-0.5 with Kaiming; docs/notes/2026-12-02-toy-vs-authors.md).
     """
 
     def __init__(self, in_dim: int, out_dim: int, hidden=(100, 100), init: str = "kaiming"):
