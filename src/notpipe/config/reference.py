@@ -21,12 +21,13 @@ INTRO = f"""\
 
 <!-- Generated from src/notpipe/config/schema.yaml by `{COMMAND}`. Do not edit by hand. -->
 
-A config is one YAML file. `config.yaml` is read when no `--configfile` is given;
-`--configfile FILE` replaces it (the two are not merged). Every block below lists all of
-its keys: an unknown key is an error, and a key left out takes the default shown. Snakemake
-checks the whole file before any job starts and reports every problem at once, each
-naming its key. `notpipe doctor --configfile FILE` checks the same file against this
-machine. Names in CAPITALS (`NAME`, `RUN`) are yours to choose.
+A config is a YAML file. `config.yaml` is read when no `--configfile` is given;
+`--configfile FILE` replaces it (the two are not merged), and several files after one
+`--configfile` are merged in order, the last one winning (`configs/overlays/`). Every
+block below lists all of its keys: an unknown key is an error, and a key left out takes the
+default shown. Snakemake checks the whole config before any job starts and reports every
+problem at once, each naming its key. `notpipe doctor --configfile FILE` checks a config
+against this machine. Names in CAPITALS (`NAME`) are yours to choose.
 """
 
 
