@@ -1,5 +1,5 @@
 """The authors' NOT_toy_2D loop on our experiments, evaluated by our metrics: the comparison
-of issue 17 ("ours below the authors' 3-seed mean by more than the uncertainty").
+of docs/experiments.md ("Ours against the authors' loop"), over three seeds per target.
 
 For every experiment of ``--config`` (default ``configs/authors_toy.yaml``), this trains T
 with :func:`harness.reference.authors_toy_2d` -- their notebook's code, on our
