@@ -1,4 +1,4 @@
-"""Fault campaign (issue 15): kill, corrupt, fill the disk and feed bad input, then count what survived.
+"""Fault campaign: kill, corrupt, fill the disk and feed bad input, then count what survived.
 
     python benchmarks/faults.py                       # every kind, default trial counts (<= 15 min, 2 cores)
     python benchmarks/faults.py --kinds config,download --trials 50 --json faults.json
@@ -6,7 +6,7 @@
 Prints one Markdown table: per fault kind, trials tried, survived, data lost
 (must be 0) and an example of the one line a user sees. Traffic goes only to
 127.0.0.1; every run works in a temporary folder and stops by itself. Exit status
-1 when a trial failed or lost data. The kinds live in notpipe.benchmarks.faults*.
+1 when a trial failed or lost data. The kinds live in benchmarks/fault_campaign/.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ os.environ["no_proxy"] = os.environ["NO_PROXY"] = "*"  # loopback only, never th
 
 
 def main(argv: list[str] | None = None) -> int:
-    from notpipe.benchmarks import faults
+    import fault_campaign as faults  # benchmarks/fault_campaign (this script's folder is on sys.path)
 
     kinds = faults.kinds()
     listing = "; ".join(f"{k.name} (#{k.number}, default {k.trials})" for k in kinds.values())

@@ -1,5 +1,6 @@
-"""Fault campaign (issue 15): each fault kind survives a few real trials, and each fault the
-campaign found stays fixed. The whole file runs in about 2 minutes on 2 cores."""
+"""Fault campaign (benchmarks/fault_campaign, run by benchmarks/faults.py): each fault kind
+survives a few real trials, and each fault the campaign found stays fixed. The whole file runs
+in about 2 minutes on 2 cores."""
 
 import logging
 import socket
@@ -9,7 +10,12 @@ import sys
 import pytest
 import torch
 
-from notpipe.benchmarks import faults, faults_config, faults_net, faults_state, faults_train, faults_workflow
+import fault_campaign as faults  # benchmarks/fault_campaign (pythonpath in pyproject.toml)
+from fault_campaign import config as faults_config
+from fault_campaign import net as faults_net
+from fault_campaign import state as faults_state
+from fault_campaign import train as faults_train
+from fault_campaign import workflow as faults_workflow
 from snakemake_runner import REPO
 
 

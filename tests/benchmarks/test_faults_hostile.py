@@ -2,12 +2,8 @@
 
 import pytest
 
-try:  # the campaign in benchmarks/fault_campaign (pythonpath in pyproject.toml)
-    import fault_campaign as faults
-    from fault_campaign import hostile as H
-except ImportError:  # before it left the package
-    from notpipe.benchmarks import faults
-    from notpipe.benchmarks import faults_hostile as H
+import fault_campaign as faults  # benchmarks/fault_campaign (pythonpath in pyproject.toml)
+from fault_campaign import hostile as H
 
 
 @pytest.mark.parametrize("kind,cases", [

@@ -29,9 +29,9 @@ import signal
 import time
 from pathlib import Path
 
-from notpipe.benchmarks.faults import Kind, Tally
-from notpipe.benchmarks.faults_workflow import (TOY_EXP, _all_load, _same, _tail, job_pids, kill_group, run,
-                                                setup, start, unlock, wait_job)
+from .common import Kind, Tally
+from .workflow import (TOY_EXP, _all_load, _same, _tail, job_pids, kill_group, run, setup, start, unlock,
+                       wait_job)
 
 SHAPES_RUN = {"source": "shapes_circles", "target": "shapes_squares", "image_size": 16,
               "cost": {"name": "weak", "gamma": 0.5, "z_size": 2},

@@ -3,7 +3,7 @@
 :class:`FaultServer` serves byte strings and misbehaves on request: it cuts the
 line at a byte offset, answers 5xx bursts or 404, stalls past the client's read
 timeout, serves an HTML page, ignores ``Range``, or throttles (for kills during a
-download, :mod:`notpipe.benchmarks.faults_workflow`). Each trial downloads with
+download, :mod:`fault_campaign.workflow`). Each trial downloads with
 :func:`notpipe.data.download.fetch` and checks that it either resumed to the exact
 bytes or failed with one clear line, and that nothing unverified lies under the
 final name.
@@ -24,9 +24,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from notpipe.benchmarks.faults import Kind, Tally, one_clear_line
+from .common import Kind, Tally, one_clear_line
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class FaultServer:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import yaml
 
-from notpipe.benchmarks.faults import Kind, Tally, one_clear_line
+from .common import Kind, Tally, one_clear_line
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 TOY_TRAIN = REPO / "workflow" / "scripts" / "toy_train.py"
 EXP = {"source": {"name": "gaussian", "dim": 2}, "target": {"name": "moons"}, "cost": {"name": "strong"},
        "steps": 20, "batch": 16, "k_t": 2, "log_every": 5, "checkpoint_every": 5,

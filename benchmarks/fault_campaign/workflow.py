@@ -1,6 +1,6 @@
 """Fault kinds through real Snakemake runs: 2 (SIGKILL of the data stage), 9 (two concurrent
 invocations), 10 (concurrent GPU-slot claims), and the helpers of kind 1 (SIGKILL of training,
-:mod:`notpipe.benchmarks.faults_train`).
+:mod:`fault_campaign.train`).
 
 Every run is ``python -m snakemake --cores 1`` on a tiny config in a temporary
 folder; a kill sends SIGKILL to Snakemake's whole process group (Snakemake and its
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from notpipe.benchmarks.faults import Kind, Tally, one_clear_line
+from .common import Kind, Tally, one_clear_line
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 TOY_EXP = {"source": {"name": "gaussian", "dim": 2}, "target": {"name": "moons"}, "cost": {"name": "strong"},
            "steps": 400, "batch": 64, "k_t": 5, "log_every": 10, "checkpoint_every": 20,
            "model": {"hidden_t": [32, 32], "hidden_f": [32, 32]}}
@@ -146,7 +146,7 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def run_kill_data(rng: random.Random, trials: int, work: Path) -> Tally:
-    from notpipe.benchmarks.faults_net import FaultServer
+    from .net import FaultServer
 
     tally = Tally("kill_data", "SIGKILL of the data stage (download, prepare)")
     data = _archive()

@@ -17,9 +17,9 @@ from typing import Callable
 
 import yaml
 
-from notpipe.benchmarks.faults import Kind, Tally, is_traceback
+from .common import Kind, Tally, is_traceback
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 TOY = REPO / "configs" / "toy.yaml"
 
 Mutation = tuple[str, str, Callable[[dict], None]]  # (what, key the message must name, edit)

@@ -23,7 +23,7 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
-from notpipe.benchmarks.faults import Kind, Tally, one_clear_line
+from .common import Kind, Tally, one_clear_line
 
 MiB = 1 << 20
 #: a refusal must come before anything big is read: seconds per trial, generous for a busy machine
