@@ -423,7 +423,8 @@ def run(args: argparse.Namespace) -> int:
         msg = str(err) if isinstance(err, ConfigError) else f"cannot read it: {str(err).splitlines()[0]}"
         if len(msg.splitlines()) == 2:  # one problem: one line
             msg = " ".join(part.strip() for part in msg.splitlines())
-        print(f"notpipe doctor: {path}: {msg}", file=sys.stderr)
+        where = "" if msg.startswith(str(path)) else f"{path}: "  # YAML errors name the file already
+        print(f"notpipe doctor: {where}{msg}", file=sys.stderr)
         return 2
     rows = diagnose(cfg, args.profile or "default", explicit_profile=args.profile is not None,
                     check_downloads=args.check_downloads)
