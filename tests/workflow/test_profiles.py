@@ -1,8 +1,13 @@
-"""Profiles (issue 13): profiles/default and profiles/slurm dry-run the toy suite; the
-localrules cover every download, summary, table, figure and report rule; and the SLURM
-profile submits a train job of configs/toy.yaml through stand-in SLURM commands
-(sbatch, sacct, squeue, sinfo, scontrol, sacctmgr, sshare, scancel, srun) that record
-how they were called, while the localrules run in the Snakemake process itself."""
+"""Profiles: profiles/default, profiles/slurm and profiles/slurm-cpu dry-run the toy suite;
+the localrules cover every download, summary, table, figure and report rule; slurm-cpu
+differs from slurm in set-resources only.
+
+Stand-ins, for what a single CPU node cannot show: profiles/slurm submits a train job of
+configs/toy.yaml through stand-in SLURM commands (sbatch, sacct, squeue, sinfo, scontrol,
+sacctmgr, sshare, scancel, srun) that record how they were called: the GPU partition and
+the --gpus=1/--cpus-per-gpu/--mem 32000 requests, while the localrules run in the Snakemake
+process itself. What a real single-node SLURM shows (jobs run to COMPLETED, logs, scancel,
+no accounting) is in tests/workflow/test_slurm_real.py."""
 
 import json
 import os
@@ -15,6 +20,8 @@ from snakemake_runner import REPO, run_snakemake
 
 TOY = REPO / "configs" / "toy.yaml"
 SLURM = REPO / "profiles" / "slurm"
+SLURM_CPU = REPO / "profiles" / "slurm-cpu"
+GPU_RULES = {"train", "eval_snapshot", "eval_reference"}
 ENV = {"NOTPIPE_SLURM_ACCOUNT": "notpipe_acct", "NOTPIPE_SLURM_PARTITION": "cpu",
        "NOTPIPE_SLURM_GPU_PARTITION": "gpu"}
 #: rules that must run on the submitting host (by name) ...
@@ -95,7 +102,7 @@ def stand_ins(tmp_path, monkeypatch, slurm_env):
 
 
 def test_profiles_are_long_option_names():
-    for name in ("default", "slurm"):
+    for name in ("default", "slurm", "slurm-cpu"):
         prof = yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text())
         for key in prof:
             assert re.fullmatch(r"[a-z][a-z-]+", key), f"profiles/{name}: {key!r} is no long option name"
@@ -104,6 +111,28 @@ def test_profiles_are_long_option_names():
     assert {"train", "eval_snapshot", "eval_reference"} <= set(slurm["set-resources"])
     # the train rule decides its GPU count (a run's gpus: N); set-resources would replace it
     assert "gpu" not in slurm["set-resources"]["train"]
+
+
+def test_slurm_cpu_profile_is_slurm_with_the_gpu_rules_on_cpus():
+    slurm = yaml.safe_load((SLURM / "config.yaml").read_text())
+    cpu = yaml.safe_load((SLURM_CPU / "config.yaml").read_text())
+    assert {k: v for k, v in cpu.items() if k != "set-resources"} == \
+        {k: v for k, v in slurm.items() if k != "set-resources"}
+    assert set(cpu["set-resources"]) == GPU_RULES
+    for rule, res in cpu["set-resources"].items():
+        assert res["gpu"] == 0 and "slurm_partition" not in res and "cpus_per_gpu" not in res, rule
+    # both poll squeue: sacct hangs without accounting storage and on 'CANCELLED by <uid>'
+    assert slurm["slurm-status-command"] == "squeue"
+
+
+def test_slurm_cpu_profile_dry_run(tmp_path, slurm_env):
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason='pip install -e ".[test]"')
+    proc = run_snakemake("-n", "--workflow-profile", str(SLURM_CPU), "--configfile", str(TOY),
+                         "--directory", str(tmp_path), cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    train = re.search(r"^rule train:\n(.*?)^\S", out, flags=re.M | re.S).group(1)  # its indented lines
+    assert "gpu=0" in train and "slurm_partition=cpu" in train and "mem_mb=8000" in train, train
+    assert "runtime=2880" in train and "cpus_per_gpu" not in train, train
 
 
 def test_localrules_cover_downloads_summaries_tables_figures_and_report(tmp_path):
@@ -138,6 +167,7 @@ def test_slurm_profile_dry_run(how, tmp_path, slurm_env):
 
 @pytest.mark.slow
 def test_slurm_profile_submits_train_and_keeps_localrules_local(tmp_path, stand_ins):
+    """Stand-ins: the GPU request of profiles/slurm, which a node without GPUs refuses."""
     cfg = yaml.safe_load(TOY.read_text())
     run = next(iter(cfg["images"]["runs"]))
     size = cfg["images"]["runs"][run]["image_size"]

@@ -138,7 +138,8 @@ def test_a_job_cancelled_with_scancel_fails_the_run(cluster, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise AssertionError("Snakemake still waits 90 s after scancel: " + log.read_text()[-1500:]) from None
+            out = (tmp_path / "snakemake.out").read_text()
+            raise AssertionError(f"Snakemake still waits 90 s after scancel of job {job}: {out[-1500:]}") from None
         finally:
             if proc.poll() is None:
                 proc.kill()
