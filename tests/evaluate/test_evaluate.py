@@ -94,7 +94,7 @@ def _metrics(tmp_path, run, values, smoke=False):
 def test_summary_of_otm_runs_carries_paired_scores_and_no_published_numbers_of_another_protocol(tmp_path, repo):
     pub = repo / "workflow/resources/published_fid.csv"
     runs = {"den": {"source": "celeba_noise", "target": "celeba_clean", "cost": {"name": "strong"}, "image_size": 64},
-            "gen": {"source": "noise", "target": "celeba", "cost": {"name": "strong"}, "image_size": 128}}
+            "gen": {"source": "noise", "target": "celeba_crop140", "cost": {"name": "strong"}, "image_size": 128}}
     den = _metrics(tmp_path, "den", {("fid", "T"): 20.0, ("psnr", "T"): 25.0, ("mse", "T"): 0.003,
                                      ("psnr", "input"): 11.0, ("mse", "input"): 0.08})
     gen = _metrics(tmp_path, "gen", {("fid", "T"): 30.0, ("transport_cost", "T"): 0.2})

@@ -308,8 +308,9 @@ def _check_images(cfg: dict, errors: list[str], only: str | None = None) -> None
                 errors.append(f"{where}.{side}: unknown data set '{run[side]}'{did}")
         _check_cost(where, run["cost"], [], errors)
         _check_baseline(where, run, errors)
+        otm.check_settings(where, run, known, errors)
         size, depth = run["image_size"], run["model"]["t_depth"]
-        if size % (2 ** depth):
+        if run["model"]["arch"] == "unet" and size % (2 ** depth):
             errors.append(f"{where}.image_size: {size} must be divisible by 2**model.t_depth = {2 ** depth}")
         if size < 8 or size & (size - 1):
             errors.append(f"{where}.image_size: {size} must be a power of two (ResNet_D halves it down to 4)")

@@ -14,7 +14,17 @@ Scaling (``scaling=``):
   :math:`\|x-y\|^2 / D` (kernel: :math:`\tfrac12\|x-y\|/\sqrt D`);
 * ``"raw"``: no factor: :math:`\|x-y\|^2` (kernel: :math:`\|x-y\|`, the raw
   Euclidean norm of the authors' Kernel NOT image code, whose T loss is
-  ``mean ||x - T(x,z)|| - gamma * 1/2 * mean_{z != z'} ||T(x,z) - T(x,z')||``).
+  ``mean ||x - T(x,z)|| - gamma * 1/2 * mean_{z != z'} ||T(x,z) - T(x,z')||``);
+* ``"half_mean"``: :math:`\tfrac12\|x-y\|^2 / D`, half the per-coordinate mean (quadratic costs
+  only): the scale of OTM's transport term ``mean(Q(x) * G(x))``.
+
+The strong cost also has an inner-product form (``form="inner"``, OTM's): with the quadratic
+factor :math:`s` above, :math:`c(x, y) = -2s\langle x, y\rangle`, which is
+:math:`s\|x-y\|^2` minus :math:`s\|x\|^2` and :math:`s\|y\|^2`. The term in x alone does not
+depend on the map and the term in y alone is absorbed by the potential, so both forms have the
+same optimal map; the potential (and every loss value) differs by those terms. With
+``"half_mean"`` it is OTM's ``-mean(x * y)``. ``ground``/``pairwise`` (evaluation, exact OT)
+stay the quadratic distance of the same scaling.
 
 The scaling sets the balance between the cost and the potential ``f``; for D = 2
 both quadratic scalings coincide.
@@ -39,8 +49,12 @@ def _dist(sq: torch.Tensor) -> torch.Tensor:
 
 
 #: the cost scalings (module docstring)
-SCALINGS = ("sum", "mean", "raw")
+SCALINGS = ("sum", "mean", "raw", "half_mean")
 _FACTOR = {"sum": 0.5, "raw": 1.0}
+#: per-coordinate scalings: the factor divided by the coordinates D
+_PER_COORD = {"mean": 1.0, "half_mean": 0.5}
+#: forms of the strong quadratic cost (module docstring)
+FORMS = ("distance", "inner")
 
 
 class Cost:
@@ -58,7 +72,7 @@ class Cost:
         return self.z_size > 1
 
     def _quad_factor(self, x: torch.Tensor) -> float:
-        return _FACTOR[self.scaling] if self.scaling in _FACTOR else 1.0 / x[0].numel()
+        return _FACTOR[self.scaling] if self.scaling in _FACTOR else _PER_COORD[self.scaling] / x[0].numel()
 
     def ground(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self._quad_factor(x) * _sqdist(x, y)
@@ -79,23 +93,44 @@ class Cost:
 
 
 class StrongQuadratic(Cost):
-    r""":math:`C(x, \mu) = \int c(x, y)\,d\mu(y)` with the quadratic ground cost."""
+    r""":math:`C(x, \mu) = \int c(x, y)\,d\mu(y)` with the quadratic ground cost.
+
+    ``form="inner"``: :math:`c(x, y) = -2s\langle x, y\rangle` (module docstring), OTM's
+    transport term; ``"distance"`` (default): :math:`s\|x-y\|^2`.
+    """
 
     name = "strong"
 
-    def __init__(self, scaling: str = "sum"):
+    def __init__(self, scaling: str = "sum", form: str = "distance"):
+        if form not in FORMS:
+            raise ValueError(f"unknown cost form {form!r}; allowed: {', '.join(FORMS)}")
         super().__init__(scaling, 0.0, 1)
+        self.form = form
+
+    @property
+    def inner(self) -> bool:
+        """Whether this is the inner-product form (OTM's)."""
+        return self.form == "inner"
 
     def __call__(self, x, ys, gamma=0.0):
+        if self.inner:
+            s = 2 * self._quad_factor(x)
+            return -s * (x.unsqueeze(1) * ys).flatten(2).sum(2).mean(1)
         return self.ground(x.unsqueeze(1).expand_as(ys).flatten(0, 1), ys.flatten(0, 1)).view(
             ys.shape[0], ys.shape[1]).mean(1)
 
     def batch_mean(self, x, ys, gamma=0.0):
-        # one fused op (forward and backward): factor * D * mean squared error
         scale = self._quad_factor(x) * x[0].numel()
+        if self.inner:  # -2 s <x, y> averaged over the batch: -2 s D * mean(x * y)
+            prod = ys[:, 0] * x if ys.shape[1] == 1 else ys * x.unsqueeze(1)
+            return -2 * scale * prod.mean()
+        # one fused op (forward and backward): factor * D * mean squared error
         if ys.shape[1] == 1:
             return scale * F.mse_loss(ys[:, 0], x)
         return scale * F.mse_loss(ys, x.unsqueeze(1).expand_as(ys))
+
+    def __repr__(self) -> str:
+        return f"StrongQuadratic(scaling={self.scaling!r}, form='inner')" if self.inner else super().__repr__()
 
 
 class WeakQuadratic(Cost):
@@ -142,9 +177,14 @@ class KernelEnergy(Cost):
         if z_size < 2:
             raise ValueError("kernel cost: z_size (|Z_x|) must be >= 2")
         super().__init__(scaling, gamma, z_size)
+        self._check_scaling()
 
     def _dist_factor(self, x: torch.Tensor) -> float:
         return _FACTOR[self.scaling] if self.scaling in _FACTOR else 0.5 / math.sqrt(x[0].numel())
+
+    def _check_scaling(self) -> None:
+        if self.scaling == "half_mean":
+            raise ValueError("kernel cost: scaling half_mean is for quadratic costs; use mean, sum or raw")
 
     def ground(self, x, y):
         return self._dist_factor(x) * _dist(_sqdist(x, y))
@@ -183,11 +223,14 @@ class NoCost(Cost):
 
 
 def make_cost(spec: dict) -> Cost:
-    """Build a cost from its config block ``{name, gamma, z_size, scaling}``."""
+    """Build a cost from its config block ``{name, gamma, z_size, scaling, form}``."""
     name = spec["name"]
     scaling = spec.get("scaling", "sum")
+    form = spec.get("form", "distance")
+    if form != "distance" and name != "strong":
+        raise ValueError(f"cost form {form!r} is a form of the strong cost, not of the {name} cost")
     if name == "strong":
-        return StrongQuadratic(scaling)
+        return StrongQuadratic(scaling, form)
     if name == "weak":
         return WeakQuadratic(spec.get("gamma", 0.0), spec.get("z_size", 4), scaling)
     if name == "kernel":

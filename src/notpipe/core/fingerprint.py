@@ -30,7 +30,8 @@ IMAGE_FREE = ("steps", "log_every", "checkpoint_every", "snapshot_every", "grid_
 
 #: keys added after fingerprints existed, at the value that computes what the code did before
 #: they existed: left out of the fingerprint at that value, so older checkpoints stay valid
-NEUTRAL = {"k_f": 1.0, "gradient_penalty": 0.0}
+NEUTRAL = {"k_f": 1.0, "gradient_penalty": 0.0, "order": "map_first", "gradient_optimality": 0.0,
+           "model.arch": "unet", "cost.form": "distance"}
 #: toy keys added later (the step decay of the learning rates, the average of T's parameters),
 #: at their no-op values
 TOY_NEUTRAL = {**NEUTRAL, "optim.milestones": [], "optim.lr_decay": 0.1, "ema_decay": 0.0}

@@ -16,6 +16,16 @@ read once every ``log_every`` steps; that read also checks for NaN/inf and names
 the first bad step. Checkpoints happen only at log boundaries, after that check,
 so a non-finite run never writes a checkpoint.
 
+OTM (Rout et al.) runs on the same loop with three settings: ``order="potential_first"`` (the
+``k_f`` f-steps of a step come before its ``k_t`` T-steps, OTM's ψ-step first), the
+inner-product form of the strong cost (:class:`~notpipe.core.costs.StrongQuadratic`), and
+``gradient_optimality`` λ_go, OTM's regulariser added to the f loss:
+
+    L_f += λ_go * || mean_i ∇f(T(x_i)) + mean_i x_i ||
+
+OTM's potential is ψ = -f (:mod:`notpipe.train.otm_models` returns -ψ), so this is their
+``|| mean ∇ψ(G(x)) - mean Q(x) ||`` with x = Q(z) the embedded noise or the degraded image.
+
 Data-parallel runs (:mod:`notpipe.train.distributed`) set ``rank``/``world`` with
 :meth:`NOTTrainer.distribute`: every rank draws the *global* batch (and z) from the
 same seeded generator and keeps its own slice, so N processes compute what one
@@ -47,6 +57,9 @@ class NonFiniteLossError(RuntimeError):
 
     one_line = True  # stage.entry prints it without a traceback on the command line
 
+
+#: the order of the players inside one step: NOT's T-steps first, or OTM's potential first
+ORDERS = ("map_first", "potential_first")
 
 #: fault injection (off unless set): the f loss of this f-step (1-based) becomes NaN
 FAULT_NAN_STEP = "NOTPIPE_FAULT_NAN_STEP"
@@ -102,6 +115,12 @@ class NOTTrainer:
         Keep an exponential moving average of T's parameters, updated after every f-step
         (:class:`~notpipe.core.ema.ParamAverage`; 0: none). It does not change the
         training trajectory; :meth:`averaged_T_state` is the map to evaluate.
+    order : {"map_first", "potential_first"}
+        ``map_first`` (NOT): the ``k_t`` T-steps, then the ``k_f`` f-steps; ``potential_first``
+        (OTM): the f-steps first. A step is one of each block either way.
+    gradient_optimality : float
+        λ_go of OTM's gradient-optimality term in the f loss (module docstring; 0: none).
+        Only with the inner-product form of the strong cost.
     """
 
     def __init__(self, T: nn.Module, f: nn.Module, cost: Cost, sample_p: Sampler, sample_q: Sampler,
@@ -110,9 +129,15 @@ class NOTTrainer:
                  device: str | torch.device = "cpu", sched_t=None, sched_f=None,
                  autocast_dtype: torch.dtype | None = None, log_every: int = 100,
                  grad_norms: bool = False, k_f: int = 1, gradient_penalty: float = 0.0,
-                 backward: str = "auto", ema_decay: float = 0.0):
+                 backward: str = "auto", ema_decay: float = 0.0, order: str = "map_first",
+                 gradient_optimality: float = 0.0):
         if cost.stochastic and noise is None:
             raise ValueError(f"{cost.name} cost draws {cost.z_size} samples per input: a noise sampler is required")
+        if order not in ORDERS:
+            raise ValueError(f"unknown order {order!r}; allowed: {', '.join(ORDERS)}")
+        if gradient_optimality and not getattr(cost, "inner", False):
+            raise ValueError(f"gradient_optimality applies to the inner-product form of the strong cost, not to {cost}")
+        self.order, self.go = order, float(gradient_optimality)
         self.T, self.f, self.cost = T, f, cost
         self.sample_p, self.sample_q, self.noise = sample_p, sample_q, noise
         self.opt_t, self.opt_f, self.sched_t, self.sched_f = opt_t, opt_f, sched_t, sched_f
@@ -134,8 +159,9 @@ class NOTTrainer:
         self.elapsed = 0.0  # training seconds, summed over resumes
         self.history: list[dict] = []  # one row per log interval
         # rows: T loss (mean over k_t), f loss, cost term (mean over k_t),
-        # grad norm of T (last T-step) and of f (only filled when grad_norms)
-        self._buf = torch.zeros(5, self.log_every, device=self.device)
+        # grad norm of T (last T-step) and of f (only filled when grad_norms),
+        # gradient-optimality term (mean over k_f; only filled when gradient_optimality)
+        self._buf = torch.zeros(6, self.log_every, device=self.device)
         self._nan_step = _fault_nan_step()  # fault campaign / tests only (NOTPIPE_FAULT_NAN_STEP)
         if backward not in ("auto", "manual", "autograd"):
             raise ValueError(f"unknown backward {backward!r}; allowed: auto, manual, autograd")
@@ -147,6 +173,8 @@ class NOTTrainer:
     def _choose_backward(self) -> None:
         """Hand-written steps where they apply (``backward`` auto/manual), else autograd."""
         why = unsupported(self) if self.backward != "autograd" else "autograd was asked for"
+        if not why and (getattr(self.cost, "inner", False) or self.order != "map_first" or self.go):
+            why = "OTM's settings (inner-product cost, potential first, gradient optimality) use autograd"
         if why and self.backward == "manual":
             raise ValueError(f"backward: manual is not available here: {why}")
         self._manual = None if why else ManualSteps(self)
@@ -155,8 +183,9 @@ class NOTTrainer:
         """Train as rank ``rank`` of ``world`` processes; ``T_fit``/``f_fit`` wrap ``T``/``f`` (DDP)."""
         if self.batch % world:
             raise ValueError(f"batch {self.batch} is not divisible by the {world} processes")
-        if self.gp:
-            raise ValueError("gradient_penalty (WGAN-GP) is not supported on several processes: "
+        if self.gp or self.go:
+            what = "gradient_penalty (WGAN-GP)" if self.gp else "gradient_optimality (OTM)"
+            raise ValueError(f"{what} is not supported on several processes: "
                              "DistributedDataParallel does not support the double backward it needs")
         self.T_fit, self.f_fit, self.rank, self.world = T_fit, f_fit, int(rank), int(world)
         self._choose_backward()
@@ -245,14 +274,26 @@ class NOTTrainer:
         (g,) = torch.autograd.grad(self.f(xh).float().sum(), xh, create_graph=True)
         return (g.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
+    def _gradient_optimality(self, x: torch.Tensor, tx: torch.Tensor, ftx: torch.Tensor) -> torch.Tensor:
+        """OTM's ``|| mean_i grad f(T(x_i)) + mean_i x_i ||`` (``ftx = f(tx)``, ``tx`` requiring grad)."""
+        (g,) = torch.autograd.grad(ftx.sum(), tx, create_graph=True)
+        return (g.float().mean(0) + x.float().mean(0)).norm()
+
     def _f_step(self, x: torch.Tensor, y: torch.Tensor, slot: int) -> None:
         with torch.no_grad(), self.ctx:
             tx = self.push(x, 1).flatten(0, 1)
+        if self.go:
+            tx.requires_grad_(True)
         with self.ctx:
-            loss = self.f_fit(tx).float().mean() - self.f_fit(y).float().mean()
+            ftx = self.f_fit(tx).float()
+            loss = ftx.mean() - self.f_fit(y).float().mean()
         if self._nan_step is not None and self.step + 1 == self._nan_step:
             loss = loss * float("nan")  # injected fault: the loss of this f-step is NaN
         total = loss + self.gp * self._gradient_penalty(tx, y) if self.gp else loss
+        if self.go:
+            go = self._gradient_optimality(x, tx, ftx)
+            total = total + self.go * go
+            self._buf[5, slot] += go.detach()
         self.opt_f.zero_grad(set_to_none=False)
         total.backward()
         if self.grad_norms:
@@ -261,29 +302,36 @@ class NOTTrainer:
         self._buf[1, slot] += loss.detach()
 
     def train_step(self) -> None:
-        """One f-step: ``k_t`` T-steps then one f-step (no host sync)."""
+        """One step: ``k_t`` T-steps and ``k_f`` f-steps in ``order`` (no host sync)."""
         slot = self.step % self.log_every
         self._buf[:, slot] = 0
         gamma = self.gamma(self.step)
         # the authors' unfreeze(T); freeze(f): the player being trained in train mode, the
         # other in eval mode (T's BatchNorm then uses and keeps its running statistics while
         # f learns from T's outputs)
-        self.T.train()
-        self.f.eval()
-        _set_requires_grad(self.f_params, False)
-        # all k_t input batches in one draw; sums of the T losses/costs (divided at flush)
         t_step, f_step = ((self._manual.t_step, self._manual.f_step) if self._manual
                           else (self._t_step, self._f_step))
-        xs = self._draws(self.sample_p, self.k_t)
-        accs = (self._buf[0, slot], self._buf[2, slot])
-        for i, x in enumerate(xs):
-            last = self.grad_norms and i == len(xs) - 1
-            t_step(x, gamma, accs, slot if last else None)
-        _set_requires_grad(self.f_params, True)
-        self.T.eval()
-        self.f.train()
-        for _ in range(self.k_f):  # k_f critic steps, each on fresh x and y (NOT: 1)
-            f_step(self._draws(self.sample_p)[0], self._draws(self.sample_q)[0], slot)
+
+        def t_steps():
+            self.T.train()
+            self.f.eval()
+            _set_requires_grad(self.f_params, False)
+            # all k_t input batches in one draw; sums of the T losses/costs (divided at flush)
+            xs = self._draws(self.sample_p, self.k_t)
+            accs = (self._buf[0, slot], self._buf[2, slot])
+            for i, x in enumerate(xs):
+                last = self.grad_norms and i == len(xs) - 1
+                t_step(x, gamma, accs, slot if last else None)
+            _set_requires_grad(self.f_params, True)
+
+        def f_steps():
+            self.T.eval()
+            self.f.train()
+            for _ in range(self.k_f):  # k_f critic steps, each on fresh x and y (NOT: 1)
+                f_step(self._draws(self.sample_p)[0], self._draws(self.sample_q)[0], slot)
+
+        for block in ((t_steps, f_steps) if self.order == "map_first" else (f_steps, t_steps)):
+            block()
         if self.sched_t is not None:
             self.sched_t.step()
         if self.sched_f is not None:
@@ -303,7 +351,7 @@ class NOTTrainer:
             vals /= self.world
         vals = vals.double().cpu()
         vals[[0, 2]] /= self.k_t  # sums over the k_t T-steps -> means
-        vals[[1, 4]] /= self.k_f  # sums over the k_f f-steps -> means
+        vals[[1, 4, 5]] /= self.k_f  # sums over the k_f f-steps -> means
         finite = torch.isfinite(vals[:3]).all(0)
         if not bool(finite.all()):
             first = int((~finite).nonzero()[0])
@@ -318,6 +366,8 @@ class NOTTrainer:
                "wall_s": self.elapsed, "steps_per_s": n / max(seconds, 1e-9)}
         if self.grad_norms:
             row["grad_norm_t"], row["grad_norm_f"] = float(vals[3].mean()), float(vals[4].mean())
+        if self.go:
+            row["grad_optimality"] = float(vals[5].mean())
         self.history.append(row)
         return row
 

@@ -11,11 +11,17 @@ Degradations (uint8 NHWC in, uint8 NHWC out):
 * ``noise``: additive Gaussian noise of std ``sigma`` on the [0, 1] intensity scale, clipped and
   rounded (denoising);
 * ``gray``: the ITU-R 601 luminance in all three channels (colorization);
-* ``mask``: a zeroed square of side ``size``, centred or at a seeded random place (inpainting).
+* ``mask``: a square of side ``size``, centred or at a seeded random place, or the right half of
+  the image (``box: right_half``, OTM's inpainting), set to its ``fill``: black (0, default) or
+  grey (128, the uint8 nearest to OTM's mid-grey 127.5) (inpainting).
 
 A degraded half also stores ``test_original.npy``, the clean originals of its test images in the
 same order, so evaluation can report paired PSNR/MSE. Written as the data stage writes every data
 set: arrays first (atomically), ``manifest.json`` last, with the degradation's parameters in it.
+
+A degradation with ``fresh: true`` is not applied here: the half is stored clean and the sampler
+degrades every batch anew (:mod:`notpipe.data.fresh_degrade`); ``test_original`` then names the
+clean ``test.npy`` itself.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ log = logging.getLogger(__name__)
 SPLIT_STREAM = {"train": 0, "test": 1}
 #: luminance weights (ITU-R BT.601, PIL's "L" conversion)
 LUMA = np.array([0.299, 0.587, 0.114])
+#: uint8 value of a mask's fill
+FILL = {"black": 0, "grey": 128}
 
 
 def halves(n: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -68,9 +76,13 @@ def degrade(images: np.ndarray, spec: dict, seed: int) -> np.ndarray:
         return np.repeat(y[..., None], 3, axis=-1)
     if name == "mask":
         out = x.copy()
+        fill = FILL[spec.get("fill", "black")]
+        if spec.get("box", "center") == "right_half":
+            out[:, :, x.shape[2] // 2:] = fill
+            return out
         side = int(spec["size"])
         for img, (top, left) in zip(out, box_corners(len(x), x.shape[1], side, spec.get("box", "center"), rng)):
-            img[top:top + side, left:left + side] = 0
+            img[top:top + side, left:left + side] = fill
         return out
     raise ValueError(f"unknown degradation {name!r}; allowed: noise, gray, mask")
 
@@ -107,7 +119,12 @@ def derive(name: str, spec: dict, size: int, out_dir: str | Path, base_dir: str 
         idx = halves(len(src), seed, split)[half]
         counts[split] = len(idx)
         files[split] = f"{split}.npy"
-        if deg:  # degraded chunk by chunk while written (a half of CelebA does not fit in memory as float)
+        if deg and deg.get("fresh"):  # stored clean: the sampler degrades every batch (fresh_degrade)
+            digests[split] = write_npy(out_dir / files[split], src, idx)
+            if split == "test":
+                files["test_original"] = files["test"]
+                digests["test_original"] = digests["test"]
+        elif deg:  # degraded chunk by chunk while written (a half of CelebA does not fit in memory as float)
             digests[split] = write_npy(out_dir / files[split], _Degraded(src, idx, deg, split), np.arange(len(idx)))
             if split == "test":
                 files["test_original"] = "test_original.npy"
@@ -124,5 +141,6 @@ def derive(name: str, spec: dict, size: int, out_dir: str | Path, base_dir: str 
     }
     write_json(out_dir / "manifest.json", manifest)
     log.info("%s: half %d of %s (%s): %d train, %d test -> %s", name, half, spec["base"],
-             deg["name"] if deg else "clean", counts["train"], counts["test"], out_dir)
+             (deg["name"] + (", applied per batch" if deg.get("fresh") else "")) if deg else "clean",
+             counts["train"], counts["test"], out_dir)
     return manifest

@@ -38,8 +38,12 @@ class NoiseSampler:
         self.device = torch.device(device)
         self.fmt = torch.channels_last if channels_last else torch.contiguous_format
 
+    def latent(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` draws of z (CPU), the only use of ``generator``."""
+        return torch.randn((n,) + self.shape, generator=generator).mul_(self.std)
+
     def __call__(self, n: int, generator: torch.Generator, rows: np.ndarray | None = None) -> torch.Tensor:
-        z = torch.randn((n,) + self.shape, generator=generator).mul_(self.std)
+        z = self.latent(n, generator)
         if rows is not None:
             z = z[torch.as_tensor(rows)]
         return embed(z.to(self.device), self.upsample).contiguous(memory_format=self.fmt)

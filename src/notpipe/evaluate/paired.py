@@ -32,7 +32,10 @@ def originals(run: dict, data_dir: str | Path) -> np.ndarray | None:
 
 
 def unit(x: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """float NCHW in [-1, 1] or uint8 NHWC -> float64 NCHW in [0, 1] (clamped)."""
+    """float NCHW in [-1, 1] (a tensor, or an array: inputs degraded per batch) or uint8 NHWC
+    -> float64 NCHW in [0, 1] (clamped)."""
+    if isinstance(x, np.ndarray) and x.dtype != np.uint8:
+        x = torch.from_numpy(x)
     if isinstance(x, np.ndarray):
         return torch.from_numpy(np.asarray(x, dtype=np.float64) / 255.0).permute(0, 3, 1, 2)
     return ((x.detach().double().cpu() + 1.0) / 2.0).clamp(0.0, 1.0)

@@ -1,15 +1,19 @@
 """Image stage: NOT between two prepared image data sets with the one trainer.
 
 ``build`` turns one validated run block (``images.runs.NAME``) into a ready
-:class:`~notpipe.core.trainer.NOTTrainer`: U-Net T, ResNet_D f, the cost with the
-authors' per-pixel scaling, Adam (fused), optional MultiStepLR, the γ warm-up,
-and :class:`~notpipe.data.loader.ImageSampler` s over the memory-mapped train splits.
+:class:`~notpipe.core.trainer.NOTTrainer`: U-Net T and ResNet_D f (or OTM's networks,
+``model.arch``: :mod:`notpipe.train.otm_models`), the cost with the authors' per-pixel
+scaling, Adam (fused), optional MultiStepLR, the γ warm-up, OTM's step order and
+gradient-optimality term, and :class:`~notpipe.data.loader.ImageSampler` s over the
+memory-mapped train splits (wrapped by :class:`~notpipe.data.fresh_degrade.DegradingSampler`
+for a source degraded per batch).
 ``train`` runs it with atomic checkpoints, automatic resume, ``log.csv`` and
 sample grids; ``load_map`` rebuilds a trained map for evaluation.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -30,12 +34,14 @@ from notpipe.core.optim import make_adam
 from notpipe.core.trainer import NOTTrainer
 from notpipe import seeds
 from notpipe.data.datasets import NOISE_SOURCE, data_sides, dataset_dir
+from notpipe.data.fresh_degrade import DegradedSplit, DegradingSampler, is_fresh
 from notpipe.data.loader import ImageSampler, load_split, to_float, to_uint8
 from notpipe.data.noise_source import NoiseInputs, NoiseSampler
 from notpipe.io import atomic_path
 from notpipe.paths import snapshot_steps  # noqa: F401  (part of this API)
 from notpipe.train import distributed, tracking
 from notpipe.train.collapse import CollapseMonitor
+from notpipe.train import otm_models
 from notpipe.train.models import ResNetD, UNet
 
 log = logging.getLogger(__name__)
@@ -71,8 +77,18 @@ def pick_devices(want_gpu: bool, n: int) -> bool:
     return True
 
 
-def build_models(model: dict, cost: Cost, size: int) -> tuple[torch.nn.Module, torch.nn.Module, object]:
-    """T, f and the noise sampler of a run (noise is None for deterministic maps)."""
+def build_models(model: dict, cost: Cost, size: int,
+                 source_noise: dict | None = None) -> tuple[torch.nn.Module, torch.nn.Module, object]:
+    """T, f and the noise sampler of a run (noise is None for deterministic maps).
+
+    ``model.arch`` chooses the networks: the U-Net and ResNet_D (``unet``) or OTM's
+    (:func:`notpipe.train.otm_models.build`; ``source_noise``: a generation run's noise block).
+    """
+    arch = model.get("arch", "unet")
+    if arch != "unet":
+        if cost.stochastic:
+            raise ValueError(f"model.arch {arch}: OTM's maps are deterministic; the {cost.name} cost draws z")
+        return (*otm_models.build(arch, size, model, source_noise), None)
     noise_ch = latent = 0
     noise = None
     if cost.stochastic:
@@ -122,7 +138,7 @@ def build_trainer(run: dict, sample_p, sample_q, device: str | torch.device = "c
     seed, size = int(run["seed"]), int(run["image_size"])
     torch.manual_seed(seed)  # network initialisation
     cost = make_cost(run["cost"])
-    T, f, noise = build_models(run["model"], cost, size)
+    T, f, noise = build_models(run["model"], cost, size, run.get("noise"))
     if init is not None:
         T.load_state_dict(init["T"])
         f.load_state_dict(init["f"])
@@ -145,7 +161,18 @@ def build_trainer(run: dict, sample_p, sample_q, device: str | torch.device = "c
         gamma_schedule=GammaSchedule(cost.gamma_max, run["cost"].get("gamma_warmup", 0)),
         generator=torch.Generator().manual_seed(seed), log_every=run["log_every"],
         autocast_dtype=torch.bfloat16 if sp["precision"] == "bf16" and device.type == "cuda" else None,
-        grad_norms=True, k_f=run.get("k_f", 1), gradient_penalty=run.get("gradient_penalty", 0.0))
+        grad_norms=True, k_f=run.get("k_f", 1), gradient_penalty=run.get("gradient_penalty", 0.0),
+        order=run.get("order", "map_first"), gradient_optimality=run.get("gradient_optimality", 0.0))
+
+
+def source_degradation(run: dict, data_dir: str | Path) -> dict | None:
+    """The ``degrade`` block of the run's source data set when it is applied per batch
+    (``fresh: true``, :mod:`notpipe.data.fresh_degrade`), from its manifest; else None."""
+    if run["source"] == NOISE_SOURCE:
+        return None
+    manifest = dataset_dir(data_dir, run["source"], int(run["image_size"])) / "manifest.json"
+    deg = json.loads(manifest.read_text()).get("degrade") if manifest.exists() else None
+    return deg if is_fresh(deg) else None
 
 
 def _splits(args: dict, data_dir: str | Path) -> tuple[dict, dict]:
@@ -158,6 +185,9 @@ def _splits(args: dict, data_dir: str | Path) -> tuple[dict, dict]:
     if "source" not in out:
         out["source"] = {"train": None, "test": NoiseInputs(args["noise"], len(out["target"]["test"]),
                                                              int(args["seed"]) + seeds.NOISE_TEST)}
+    deg = source_degradation(args, data_dir)
+    if deg is not None:  # the clean test half, degraded once per image (float inputs)
+        out["source"]["test"] = DegradedSplit(out["source"]["test"], deg)
     return out["source"], out["target"]
 
 
@@ -168,6 +198,9 @@ def build(run: dict, data_dir: str | Path, device: str | torch.device = "cpu") -
     cl = bool(run["speed"]["channels_last"])
     sample_p = (NoiseSampler(run["noise"], device, cl) if run["source"] == NOISE_SOURCE
                 else ImageSampler(src["train"], device, cl))
+    deg = source_degradation(run, data_dir)
+    if deg is not None:  # degraded anew in every batch, from the trainer's generator
+        sample_p = DegradingSampler(sample_p, deg)
     trainer = build_trainer(run, sample_p, ImageSampler(tgt["train"], device, cl), device)
     return ImageSetup(trainer, src["test"], tgt["test"], run, images_per_step(run))
 
@@ -242,8 +275,10 @@ def manifests(run: dict, data_dir: str | Path) -> dict[str, Path]:
 
 
 def run_fingerprint(run: dict, data_dir: str | Path) -> dict:
-    """Fingerprint of a run: its trajectory keys and the sha256 of its prepared arrays."""
-    return fingerprint.image(run, manifests(run, data_dir))
+    """Fingerprint of a run: its trajectory keys and the sha256 of its prepared arrays (and the
+    source's degradation when the sampler applies it: the arrays are then clean)."""
+    deg = source_degradation(run, data_dir)
+    return fingerprint.image({**run, "source_degrade": deg} if deg else run, manifests(run, data_dir))
 
 
 def train(run: dict, name: str, data_dir: str | Path, out_dir: str | Path,
@@ -360,7 +395,7 @@ def load_map(path: str | Path, data_dir: str | Path, device: str | torch.device 
     device = torch.device(device)
     torch.manual_seed(int(args["seed"]))
     cost = make_cost(args["cost"])
-    T, f, noise = build_models(args["model"], cost, int(args["image_size"]))
+    T, f, noise = build_models(args["model"], cost, int(args["image_size"]), args.get("noise"))
     T.load_state_dict(state["trainer"]["T"] if "trainer" in state else state["T"])
     fmt = torch.channels_last if args["channels_last"] else torch.contiguous_format
     T = T.to(device, memory_format=fmt).eval()
