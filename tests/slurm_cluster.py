@@ -22,6 +22,7 @@ In the tests::
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import secrets
 import shutil
@@ -129,7 +130,7 @@ class Cluster:
             self._sacctmgr("add", "cluster", CLUSTER)
             self._sacctmgr("add", "account", ACCOUNT, f"Cluster={CLUSTER}", "Description=notpipe tests",
                            "Organization=notpipe")
-            self._sacctmgr("add", "user", os.environ.get("USER") or "root", f"Account={ACCOUNT}",
+            self._sacctmgr("add", "user", getpass.getuser(), f"Account={ACCOUNT}",  # the plugin checks it
                            f"Cluster={CLUSTER}")
         self._spawn("slurmctld", ["slurmctld", "-D", "-i"])
         self._wait("slurmctld", lambda: self._ok(["scontrol", "ping"], want="UP"), 60)
@@ -196,7 +197,8 @@ class Cluster:
         key.chmod(0o400)
         self.munge_socket = self.root / "munge" / "munge.socket"
         # --force: a socket under a folder that only root can enter (pytest's tmp_path) is fine here
-        self._spawn("munged", ["munged", "--foreground", "--force", f"--socket={self.munge_socket}", f"--key-file={key}",
+        self._spawn("munged", ["munged", "--foreground", "--force", f"--socket={self.munge_socket}",
+                               f"--key-file={key}",
                                f"--pid-file={self.root / 'run' / 'munged.pid'}",
                                f"--log-file={self.root / 'log' / 'munged.log'}",
                                f"--seed-file={self.root / 'munge' / 'munged.seed'}"])
