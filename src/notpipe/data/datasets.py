@@ -29,7 +29,7 @@ from notpipe.paths import download_relpath
 from notpipe.data.augment import AugmentError, RandomResizedCrop
 
 FORMATS = ("igan_hdf5_zip", "image_folder_zip", "image_folder_tar", "image_folder", "celeba",
-           "torchvision", "shapes", "derived")
+           "torchvision", "shapes", "derived", "idx")
 #: formats made here, not read from a file: synthetic, torchvision's own download, or another data set
 NO_SOURCE_FILE = ("shapes", "torchvision", "derived")
 #: resize filters (notpipe.data.prepare.resize_square): PIL bilinear, PIL bicubic, torch F.interpolate
@@ -38,6 +38,11 @@ RESAMPLE = ("bilinear", "bicubic", "interpolate")
 NOISE_SOURCE = "noise"
 
 _IGAN = "http://efrosgans.eecs.berkeley.edu/iGAN/datasets/{}_128.zip"
+#: MNIST (LeCun, Cortes & Burges; the mirror torchvision downloads from first), Fashion-MNIST
+#: (Zalando Research), KMNIST (CODH): their standard idx files
+_MNIST = "https://ossci-datasets.s3.amazonaws.com/mnist/{}"
+_FASHION = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/{}"
+_KMNIST = "http://codh.rois.ac.jp/kmnist/dataset/kmnist/{}"
 #: Kernel NOT's textures augmentation: Resize(300), RandomResizedCrop(scale=(128/300, 1), ratio 1), flips
 _DTD_AUGMENT = {"name": "random_resized_crop", "resize": 300, "scale": [128 / 300, 1.0], "ratio": [1.0, 1.0],
                 "flips": ["h", "v"]}
@@ -85,8 +90,22 @@ DEFAULT_DATASETS: dict[str, dict] = {
     "cartoon": {"path": "cartoonset100k.tgz", "format": "image_folder_tar", "crop": "center",
                 "size_bytes": 4.5e9, "pairs": ["celeba->cartoon"],
                 "note": "CartoonSet100K from https://google.github.io/cartoonset/download.html"},
-    "mnist": {"torchvision": "MNIST", "format": "torchvision", "crop": "none", "pairs": ["mnist->kmnist"]},
-    "kmnist": {"torchvision": "KMNIST", "format": "torchvision", "crop": "none", "pairs": ["mnist->kmnist"]},
+    # the LeCun idx files read natively, train file then test file (split: files, the canonical
+    # 60,000 / 10,000); content_sha256: of the decompressed files (mirrors' gzip containers differ)
+    "mnist": {"url": [_MNIST.format("train-images-idx3-ubyte.gz"), _MNIST.format("t10k-images-idx3-ubyte.gz")],
+              "format": "idx", "split": "files", "crop": "none", "size_bytes": 1.1e7,
+              "content_sha256": ["ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                                 "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"],
+              "pairs": ["mnist->kmnist", "mnist->fashion_mnist", "fashion_mnist->mnist"]},
+    "fashion_mnist": {"url": [_FASHION.format("train-images-idx3-ubyte.gz"),
+                              _FASHION.format("t10k-images-idx3-ubyte.gz")],
+                      "format": "idx", "split": "files", "crop": "none", "size_bytes": 3.1e7,
+                      "content_sha256": ["c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                                         "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"],
+                      "pairs": ["mnist->fashion_mnist", "fashion_mnist->mnist"]},
+    # no sha256 is published for KMNIST's files: recorded in checksums.json on first download
+    "kmnist": {"url": [_KMNIST.format("train-images-idx3-ubyte.gz"), _KMNIST.format("t10k-images-idx3-ubyte.gz")],
+               "format": "idx", "split": "files", "crop": "none", "size_bytes": 2.1e7, "pairs": ["mnist->kmnist"]},
     "shapes_circles": {"format": "shapes", "shape": "circle", "n": 6000, "seed": 0, "crop": "none",
                        "pairs": ["shapes_circles->shapes_squares"]},
     "shapes_squares": {"format": "shapes", "shape": "square", "n": 6000, "seed": 1, "crop": "none",
@@ -133,6 +152,9 @@ def resolve_datasets(user: dict | None = None) -> dict[str, dict]:
                 RandomResizedCrop.from_spec(spec["augment"], f"datasets.{name}.augment")
             except AugmentError as err:
                 raise DatasetError(str(err)) from None
+        if spec.get("split") == "files" and fmt != "idx":
+            raise DatasetError(f"datasets.{name}.split: files (the source's own train and test files) needs "
+                               f"format idx; use tail or random")
         if spec.get("resample", "bilinear") not in RESAMPLE:
             raise DatasetError(f"datasets.{name}.resample: {spec['resample']!r} is not allowed; allowed values: "
                                f"{', '.join(RESAMPLE)}")

@@ -454,6 +454,79 @@ def _read_torchvision(name: str, raw_dir: Path, offline: bool) -> tuple[int, Ite
     return len(data), ((str(i), a) for i, a in enumerate(data))
 
 
+#: idx type codes (the third byte of the magic number) -> numpy dtype; images are unsigned bytes
+_IDX_UBYTE = 0x08
+
+
+class _Items:
+    """An iterator of ``(key, image)`` that also says how many come from the source's last file
+    (``last_file``: the test split of ``split: files``)."""
+
+    def __init__(self, it: Iterator, last_file: int):
+        self.it, self.last_file = it, last_file
+
+    def __iter__(self):
+        return self.it
+
+    def __next__(self):
+        return next(self.it)
+
+
+def _idx_array(path: Path, expected_sha256: str | None, limits: Limits = Limits()) -> np.ndarray:
+    """The uint8 ``(N, H, W)`` array of one idx image file (``.gz`` or plain), the LeCun format of MNIST,
+    Fashion-MNIST and KMNIST: magic ``00 00 08 03``, three big-endian int32 sizes, the bytes. The
+    decompressed content must hold exactly the declared bytes and, when given, have sha256
+    ``expected_sha256`` (the data sets publish it of the decompressed file, not of a gzip)."""
+    import gzip
+
+    if not path.is_file():
+        raise PrepareError(f"{path}: is not a file; give the idx file (train-images-idx3-ubyte[.gz])")
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
+            head = fh.read(16)
+            if len(head) < 16 or head[:2] != b"\0\0" or head[2] != _IDX_UBYTE or head[3] != 3:
+                raise PrepareError(f"{path}: not an idx file of uint8 images (magic {head[:4].hex() or 'none'}, "
+                                   f"expected 00000803); give the images file, not the labels")
+            n, h, w = (int.from_bytes(head[i:i + 4], "big") for i in (4, 8, 12))
+            if h * w > limits.max_image_pixels:
+                raise PrepareError(f"{path}: {h}x{w} images, over data.max_image_pixels={limits.max_image_pixels}")
+            want = n * h * w
+            if gz and want > limits.max_expansion * max(path.stat().st_size, 1):
+                raise PrepareError(f"{path}: declares {_size(want)} of images, more than data.max_expansion="
+                                   f"{limits.max_expansion:g} times the file's {_size(path.stat().st_size)}; refused")
+            body = fh.read(want + 1)
+    except (OSError, EOFError, zlib.error) as err:
+        raise PrepareError(f"{path}: not a readable idx file ({err}); it is truncated or damaged: download or "
+                           f"copy it again") from None
+    if len(body) != want:
+        raise PrepareError(f"{path}: declares {n} images of {h}x{w} ({want} bytes) but holds "
+                           f"{'more' if len(body) > want else len(body)}; download or copy it again")
+    if expected_sha256:
+        import hashlib
+
+        got = hashlib.sha256(head + body).hexdigest()
+        if got != expected_sha256.lower():
+            raise PrepareError(f"{path}: decompressed content has sha256 {got}, expected {expected_sha256} "
+                               f"(content_sha256 of the data set); download or copy it again")
+    return np.frombuffer(body, np.uint8).reshape(n, h, w)
+
+
+def _read_idx(paths: list[Path], shas: list, limits: Limits = Limits()) -> tuple[int, _Items]:
+    """Images of idx files, file after file (train then test); grey, 1 channel."""
+    arrays = [_idx_array(p, shas[i] if i < len(shas) else None, limits) for i, p in enumerate(paths)]
+    if len({a.shape[1:] for a in arrays}) > 1:
+        raise PrepareError(f"{paths[0].parent}: idx files of different image sizes "
+                           f"({', '.join(f'{p.name}: {a.shape[1]}x{a.shape[2]}' for p, a in zip(paths, arrays))})")
+
+    def gen():
+        for p, a in zip(paths, arrays):
+            for i in range(len(a)):
+                yield f"{p.name}:{i}", a[i]
+    return sum(len(a) for a in arrays), _Items(gen(), len(arrays[-1]))
+
+
 # ----------------------------------------------------------------- split / store
 def split_indices(n: int, rule: str, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train/test indices (each part sorted), the authors' rules: the test part has
@@ -512,6 +585,9 @@ def _open_source(name: str, spec: dict, size: int, raw_dir: Path, tmp: Path, off
         n, it = _read_folder(paths[0], limits)
     elif fmt == "image_folder_tar":
         n, it = _read_tar(paths[0], tmp, limits)
+    elif fmt == "idx":
+        shas = spec.get("content_sha256")
+        n, it = _read_idx(paths, shas if isinstance(shas, list) else [shas], limits)
     elif fmt == "celeba":
         if len(paths) != 2:
             raise DatasetError(f"data set '{name}': celeba needs [images zip or folder, list_attr_celeba.txt]")
@@ -576,6 +652,8 @@ def _build(name: str, spec: dict, size: int, out_dir: Path, raw_dir: Path, tmp: 
            threads: int, max_bad_fraction: float, offline: bool, progress: bool, record: dict) -> dict:
     """:func:`prepare`'s work, in the private folder ``tmp``; ``record`` goes into the manifest."""
     n, items, attrs, files = _open_source(name, spec, size, raw_dir, tmp, offline, limits)
+    last_file = getattr(items, "last_file", None)  # split: files (idx): the test file's images
+    n_source = n
     if spec.get("limit"):
         n = min(n, int(spec["limit"]))
     if n == 0:
@@ -614,7 +692,17 @@ def _build(name: str, spec: dict, size: int, out_dir: Path, raw_dir: Path, tmp: 
         raise PrepareError(f"data set '{name}': {len(skipped)} of {n} images unreadable ({bad:.1%} > "
                            f"data.max_bad_fraction={max_bad_fraction}); first: {skipped[:3]}")
     valid = np.flatnonzero(ok)
-    tr, te = split_indices(len(valid), spec["split"], float(spec["test_fraction"]), int(spec["split_seed"]))
+    if spec["split"] == "files":  # the source's own split: the last file's images are the test split
+        if last_file is None:
+            raise PrepareError(f"datasets.{name}.split: files needs a source with its own train and test files "
+                               f"(format idx); use tail or random")
+        is_test = valid >= n_source - last_file
+        tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+        if len(te) == 0 or len(tr) == 0:
+            raise PrepareError(f"data set '{name}': split files leaves {len(tr)} train and {len(te)} test images "
+                               f"(limit {spec.get('limit')}); raise datasets.{name}.limit or drop it")
+    else:
+        tr, te = split_indices(len(valid), spec["split"], float(spec["test_fraction"]), int(spec["split_seed"]))
     digests = {"train": write_npy(out_dir / "train.npy", buf, valid[tr]),
                "test": write_npy(out_dir / "test.npy", buf, valid[te])}
     full_files, full_digests = store.write(out_dir, {"train": valid[tr], "test": valid[te]}) if store else ({}, {})

