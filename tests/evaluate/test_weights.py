@@ -147,7 +147,8 @@ def _ev(**over):
     return ev | over
 
 
-def test_required_follows_the_config(tmp_path):
+def test_required_follows_the_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # results/weights: this test's, not the checkout's
     lay = Layout("results")
     need = W.required(_ev(), lay.weights)
     assert {u: (w.path, w.download) for u, w in need.items()} == {
@@ -201,7 +202,9 @@ def test_every_known_file_is_pinned_from_what_its_publisher_states():
     import base64
     from importlib.metadata import distribution
 
-    assert set(W.KNOWN) | {f"lpips-v0.1-{n}.pth" for n in W.LPIPS_HEADS} == set(W.PINNED)
+    assert set(W.KNOWN) | {f"lpips-v0.1-{n}.pth" for n in W.LPIPS_HEADS} | {W.PACKAGE_FILE} == set(W.PINNED)
+    # the file converted from the pinned wheel (test_inception_wheel.py): full sha256, its prefix in the name
+    assert len(W.PINNED[W.PACKAGE_FILE]) == 64 and W.PINNED[W.PACKAGE_FILE].startswith(W.hash_prefix(W.PACKAGE_FILE))
     for name in W.KNOWN:
         assert W.PINNED[name] == W.hash_prefix(name) or (name == W.CLEAN_FILE and W.PINNED[name] is None)
     assert W.CODE == {W.CLEAN_FILE}
