@@ -121,3 +121,27 @@ def test_kernel_raw_scaling_is_the_authors_energy_loss():
     ratio = cost.batch_mean(x, ys, gamma) / mean.batch_mean(x, ys, gamma)
     assert torch.allclose(ratio, torch.tensor(2 * (3 * 8 * 8) ** 0.5), rtol=1e-5)
     assert round(2 * (3 * 128 * 128) ** 0.5) == 443
+
+
+def test_inner_product_form_is_otms_transport_term():
+    """form inner with half_mean: OTM's -mean(x * y); it is the half-mean quadratic cost minus the terms in x
+    alone and in y alone (so the map's gradient differs only by the y term, which the potential absorbs)."""
+    import torch
+
+    from notpipe.core.costs import StrongQuadratic, make_cost
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(5, 3, 4, 4, generator=g), torch.randn(5, 1, 3, 4, 4, generator=g)
+    inner = make_cost({"name": "strong", "form": "inner", "scaling": "half_mean"})
+    dist = StrongQuadratic("half_mean")
+    d = x[0].numel()
+    assert torch.allclose(inner.batch_mean(x, y), -(x * y[:, 0]).mean())
+    assert torch.allclose(inner(x, y), -(x * y[:, 0]).flatten(1).mean(1))
+    gap = dist(x, y) - inner(x, y)
+    assert torch.allclose(gap, 0.5 * (x.flatten(1).pow(2).sum(1) + y[:, 0].flatten(1).pow(2).sum(1)) / d, atol=1e-6)
+    assert torch.equal(inner.ground(x, y[:, 0]), dist.ground(x, y[:, 0]))  # evaluation: the distance
+    assert torch.allclose(StrongQuadratic("sum", "inner").batch_mean(x, y), -(x * y[:, 0]).flatten(1).sum(1).mean())
+    with pytest.raises(ValueError, match="form of the strong cost"):
+        make_cost({"name": "weak", "gamma": 0.5, "form": "inner"})
+    with pytest.raises(ValueError, match="half_mean is for quadratic costs"):
+        make_cost({"name": "kernel", "gamma": 0.5, "scaling": "half_mean"})

@@ -2,5 +2,6 @@
 
 ``authors_nets``: their U-Net, conditional U-Net and ResNet_D; ``authors_loops``: their
 NOT (strong, weak) and Kernel NOT (energy) training loops on a recorded tape of inputs.
+``otm_nets`` / ``otm_loops``: OTM's generation and restoration networks and training loop.
 Written from the authors' sources alone; nothing here imports ``notpipe``.
 """

@@ -237,3 +237,24 @@ def test_each_otm_setting_is_needed(kind, override):
     on the same inputs), the float64 weights and losses no longer agree."""
     c = compare.__wrapped__(kind, SEED, torch.float64, **override)
     assert c["weights"] > 100 * F64_WEIGHTS and max(c["loss"].values()) > 10 * F64_LOSS, (c["loss"], c["weights"])
+
+
+def test_the_trainer_refuses_what_it_cannot_do():
+    """The term needs the inner-product cost; several processes cannot double-backward through DDP;
+    hand-written MLP steps do not take OTM's settings (autograd instead)."""
+    from notpipe.core.costs import StrongQuadratic
+    from notpipe.core.trainer import NOTTrainer
+
+    T, f = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2)), nn.Sequential(nn.Linear(2, 4), nn.ReLU(),
+                                                                                      nn.Linear(4, 1))
+    opt = lambda m: torch.optim.Adam(m.parameters())  # noqa: E731
+    sample = lambda n, g: torch.randn(n, 2, generator=g)  # noqa: E731
+    with pytest.raises(ValueError, match="gradient_optimality applies to the inner-product form"):
+        NOTTrainer(T, f, StrongQuadratic("sum"), sample, sample, opt(T), opt(f), gradient_optimality=1.0)
+    tr = NOTTrainer(T, f, StrongQuadratic("sum", "inner"), sample, sample, opt(T), opt(f), order="potential_first",
+                    gradient_optimality=1.0, batch=4)
+    assert tr._manual is None  # autograd
+    with pytest.raises(ValueError, match="gradient_optimality \\(OTM\\) is not supported on several processes"):
+        tr.distribute(T, f, 0, 2)
+    with pytest.raises(ValueError, match="unknown order"):
+        NOTTrainer(T, f, StrongQuadratic("sum"), sample, sample, opt(T), opt(f), order="psi_first")

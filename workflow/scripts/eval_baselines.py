@@ -13,9 +13,11 @@ import numpy as np
 from notpipe import evaluate
 from notpipe.config import load_config
 from notpipe.data.datasets import NOISE_SOURCE, dataset_dir
+from notpipe.data.fresh_degrade import DegradedSplit
 from notpipe.paths import Layout, fid_tag
 from notpipe.stage import entry
 from notpipe.train import pick_device
+from notpipe.train.run import source_degradation
 
 
 def _stats(path: str | None) -> dict | None:
@@ -33,6 +35,9 @@ def main(run_name: str, run: dict, ref: str, out: str, data_dir: str, ev: dict, 
     source = None
     if run["source"] != NOISE_SOURCE:
         source = np.load(dataset_dir(data_dir, run["source"], size) / "test.npy", mmap_mode="r")
+        deg = source_degradation(run, data_dir)
+        if deg is not None:  # degraded per batch: test.npy is clean; the inputs are its degraded copy
+            source, source_ref = DegradedSplit(source, deg), None
     extractor = evaluate.extractor_from_config(ev, pick_device(gpu))
     df = evaluate.baselines(run_name, run, source, target, _stats(ref), ev, extractor, _stats(source_ref))
     Path(out).parent.mkdir(parents=True, exist_ok=True)

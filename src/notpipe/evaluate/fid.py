@@ -144,6 +144,8 @@ class FeatureExtractor:
         (NHW / 1 channel = grey, replicated like ``PIL.convert("RGB")``; a 4th
         alpha channel is dropped, as ``convert("RGB")`` does).
         """
+        if isinstance(batch, np.ndarray) and batch.dtype.kind == "f":  # float NCHW arrays in [-1, 1]
+            batch = torch.from_numpy(np.array(batch))  # (noise inputs, inputs degraded per batch)
         if isinstance(batch, torch.Tensor) and batch.is_floating_point():
             x = (batch.detach().float() + 1.0) * 127.5
         elif isinstance(batch, np.ndarray) and batch.dtype == np.uint8 and batch.ndim in (3, 4):

@@ -147,8 +147,9 @@ def build_trainer(run: dict, sample_p, sample_q, device: str | torch.device = "c
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     T, f = T.to(device, memory_format=fmt), f.to(device, memory_format=fmt)
     o = run["optim"]
-    opt_t = make_adam(T, o["lr_t"], o["betas"], o["weight_decay"], adam)
-    opt_f = make_adam(f, o["lr_f"], o["betas"], o["weight_decay"], adam)
+    betas = tuple(float(b) for b in o["betas"])  # YAML's [0, 0.9]: torch's Adam wants floats
+    opt_t = make_adam(T, o["lr_t"], betas, o["weight_decay"], adam)
+    opt_f = make_adam(f, o["lr_f"], betas, o["weight_decay"], adam)
     sched_t = sched_f = None
     if o["milestones"]:
         sched_t = torch.optim.lr_scheduler.MultiStepLR(opt_t, o["milestones"], o["lr_decay"])
