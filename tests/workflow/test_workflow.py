@@ -103,7 +103,7 @@ def test_data_chain_from_url_to_manifest(http_server, tmp_path):
     manifest = json.loads((tmp_path / "results/data/web_set_16/manifest.json").read_text())
     sums = json.loads((tmp_path / "results/data/checksums.json").read_text())
     assert manifest["n_skipped"] == 2 and manifest["n_train"] + manifest["n_test"] == 15
-    assert manifest["sha256"]["web.zip"] == sums["web.zip"]
+    assert manifest["sha256"]["web.zip"] == sums[http_server.url("/sets/web.zip")]  # downloads keyed by URL
     assert manifest["source"] == [http_server.url("/sets/web.zip")]
     assert any(r and r != "bytes=0-" for r in http_server.ranges())  # resumed with Range
     assert np.load(tmp_path / "results/data/web_set_16/train.npy").shape[1:] == (16, 16, 3)
