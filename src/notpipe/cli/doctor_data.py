@@ -9,9 +9,6 @@ from pathlib import Path
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 #: a download whose host was not contacted (without --check-downloads)
-
-OK, WARN, FAIL = "ok", "warn", "FAIL"
-#: a download whose host was not contacted (without --check-downloads)
 UNCHECKED = "?"
 #: seconds one --check-downloads request may take
 PROBE_TIMEOUT = 5.0
