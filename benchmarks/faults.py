@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
                                 epilog=f"kinds: {listing}. For 'config' every generated mutation is "
                                 "validated; --trials is how many also go through snakemake -n.")
     p.add_argument("--trials", type=int, help="trials per kind (default: each kind's own count)")
-    p.add_argument("--kinds", help="comma-separated kinds or issue numbers (default: all)")
+    p.add_argument("--kinds", help="comma-separated kinds or kind numbers (default: all)")
     p.add_argument("--json", metavar="PATH", help="also write the results (with every failure) as JSON")
     p.add_argument("--seed", type=int, default=0, help="seed of the random fault points")
     p.add_argument("--log", metavar="PATH", help="warnings of the code under test (default: discarded)")

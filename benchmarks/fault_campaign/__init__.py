@@ -31,7 +31,7 @@ MODULES = (config, net, state, train, workflow, hostile, inputs)
 
 
 def kinds() -> dict[str, Kind]:
-    """Every fault kind, in the issue's order of cost (cheap first)."""
+    """Every fault kind, by number (cheap kinds first)."""
     found = [k for module in MODULES for k in module.KINDS]
     return {k.name: k for k in sorted(found, key=lambda k: k.number)}
 

@@ -70,7 +70,7 @@ def _short(text: str, n: int = 300) -> str:
 @dataclasses.dataclass(frozen=True)
 class Kind:
     name: str
-    number: int  # the item of issue 15
+    number: int  # the kind's number (--kinds accepts it)
     title: str
     trials: int  # default trial count (the whole default campaign: <= 15 min on 2 cores)
     run: Callable[[random.Random, int, Path], Tally]
