@@ -130,8 +130,9 @@ class OTMGenerator(nn.Module):
         if tuple(x.shape[1:]) == self.noise_shape:
             return x.reshape(n, -1, 1, 1)
         if tuple(x.shape[1:]) != (self.noise_shape[0], self.size, self.size):
+            z_shape = ", ".join(map(str, self.noise_shape))
             raise ValueError(f"OTMGenerator: input of shape {tuple(x.shape)}; expected Q(z) "
-                             f"(N, {self.noise_shape[0]}, {self.size}, {self.size}) or z (N, {', '.join(map(str, self.noise_shape))})")
+                             f"(N, {self.noise_shape[0]}, {self.size}, {self.size}) or z (N, {z_shape})")
         z = x.reshape(n, x.shape[1], -1) @ self.unembed.to(x.dtype).T
         return z.reshape(n, -1, 1, 1)
 
