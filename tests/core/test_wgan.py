@@ -32,7 +32,9 @@ def test_gradient_penalty_is_wgan_gp_s_term():
         lin.weight.copy_(torch.tensor([[3.0, 4.0]]))  # |grad f| = 5 everywhere
     tr.f = lambda v: lin(v).squeeze(1)
     x, y = torch.randn(16, 2), torch.randn(16, 2)
-    assert float(tr._gradient_penalty(x, y).detach()) == pytest.approx((5 - 1) ** 2)
+    from notpipe.core.critic_terms import gradient_penalty
+
+    assert float(gradient_penalty(tr.f, x, y, tr.generator).detach()) == pytest.approx((5 - 1) ** 2)
 
 
 def test_the_penalty_changes_the_critic_and_no_cost_leaves_t_only_f():

@@ -44,7 +44,9 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from notpipe.core.checkpoint import rng_state, set_rng_state
+from notpipe.core import trainer_state
+from notpipe.core.trainer_state import _unwrap
+from notpipe.core.critic_terms import grad_norm, gradient_optimality, gradient_penalty
 from notpipe.core.costs import Cost, GammaSchedule
 from notpipe.core.ema import ParamAverage
 from notpipe.core.mlp_backward import ManualSteps, unsupported
@@ -68,11 +70,6 @@ FAULT_NAN_STEP = "NOTPIPE_FAULT_NAN_STEP"
 def _fault_nan_step() -> int | None:
     value = os.environ.get(FAULT_NAN_STEP, "").strip()
     return int(value) if value else None
-
-
-def _unwrap(module: nn.Module) -> nn.Module:
-    """The original module of a ``torch.compile``'d one (state dicts without ``_orig_mod.``)."""
-    return getattr(module, "_orig_mod", module)
 
 
 def _set_requires_grad(params, flag: bool) -> None:
@@ -245,12 +242,7 @@ class NOTTrainer:
         finally:
             self.T.train(was_training)
 
-    @staticmethod
-    def _grad_norm(params) -> torch.Tensor:
-        """Global L2 norm of the gradients (device tensor, no host sync)."""
-        grads = [p.grad for p in params if p.grad is not None]
-        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads \
-            else torch.zeros(())
+    _grad_norm = staticmethod(grad_norm)
 
     def _t_step(self, x: torch.Tensor, gamma: float, accs: tuple[torch.Tensor, torch.Tensor],
                 norm_slot: int | None = None) -> None:
@@ -267,18 +259,6 @@ class NOTTrainer:
         acc_loss.add_(loss.detach())
         acc_cost.add_(cost.detach())
 
-    def _gradient_penalty(self, tx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """WGAN-GP's ``mean (|grad f(x_hat)| - 1)^2`` at ``x_hat = e y + (1 - e) T(x)``, e ~ U(0, 1)."""
-        e = torch.rand((y.shape[0],) + (1,) * (y.dim() - 1), generator=self.generator).to(y.device)
-        xh = (e * y + (1 - e) * tx).requires_grad_(True)
-        (g,) = torch.autograd.grad(self.f(xh).float().sum(), xh, create_graph=True)
-        return (g.flatten(1).norm(dim=1) - 1).pow(2).mean()
-
-    def _gradient_optimality(self, x: torch.Tensor, tx: torch.Tensor, ftx: torch.Tensor) -> torch.Tensor:
-        """OTM's ``|| mean_i grad f(T(x_i)) + mean_i x_i ||`` (``ftx = f(tx)``, ``tx`` requiring grad)."""
-        (g,) = torch.autograd.grad(ftx.sum(), tx, create_graph=True)
-        return (g.float().mean(0) + x.float().mean(0)).norm()
-
     def _f_step(self, x: torch.Tensor, y: torch.Tensor, slot: int) -> None:
         with torch.no_grad(), self.ctx:
             tx = self.push(x, 1).flatten(0, 1)
@@ -289,9 +269,9 @@ class NOTTrainer:
             loss = ftx.mean() - self.f_fit(y).float().mean()
         if self._nan_step is not None and self.step + 1 == self._nan_step:
             loss = loss * float("nan")  # injected fault: the loss of this f-step is NaN
-        total = loss + self.gp * self._gradient_penalty(tx, y) if self.gp else loss
+        total = loss + self.gp * gradient_penalty(self.f, tx, y, self.generator) if self.gp else loss
         if self.go:
-            go = self._gradient_optimality(x, tx, ftx)
+            go = gradient_optimality(x, tx, ftx)
             total = total + self.go * go
             self._buf[5, slot] += go.detach()
         self.opt_f.zero_grad(set_to_none=False)
@@ -410,35 +390,11 @@ class NOTTrainer:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        return {
-            "step": self.step, "elapsed": self.elapsed, "history": list(self.history),
-            "T": _unwrap(self.T).state_dict(), "f": _unwrap(self.f).state_dict(),
-            "opt_t": self.opt_t.state_dict(), "opt_f": self.opt_f.state_dict(),
-            "sched_t": self.sched_t.state_dict() if self.sched_t is not None else None,
-            "sched_f": self.sched_f.state_dict() if self.sched_f is not None else None,
-            "gamma": {"gamma_max": self.gamma.gamma_max, "warmup": self.gamma.warmup},
-            "generator": self.generator.get_state(), "rng": rng_state(),
-            "T_ema": self.ema.state_dict() if self.ema is not None else None,
-        }
+        return trainer_state.state_dict(self)
 
     def averaged_T_state(self) -> dict:
         """T's state dict to evaluate: the moving average of its parameters (``ema_decay``), else T's own."""
-        if self.ema is None:
-            return {k: v.detach().clone() for k, v in _unwrap(self.T).state_dict().items()}
-        return self.ema.model_state()
+        return trainer_state.averaged_T_state(self)
 
     def load_state_dict(self, state: dict) -> None:
-        _unwrap(self.T).load_state_dict(state["T"])
-        _unwrap(self.f).load_state_dict(state["f"])
-        self.opt_t.load_state_dict(state["opt_t"])
-        self.opt_f.load_state_dict(state["opt_f"])
-        if self.sched_t is not None and state.get("sched_t") is not None:
-            self.sched_t.load_state_dict(state["sched_t"])
-        if self.sched_f is not None and state.get("sched_f") is not None:
-            self.sched_f.load_state_dict(state["sched_f"])
-        self.generator.set_state(state["generator"])
-        set_rng_state(state["rng"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state.get("T_ema"))
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-        self.history = list(state["history"])
+        trainer_state.load_state_dict(self, state)

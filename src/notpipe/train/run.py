@@ -27,7 +27,7 @@ from PIL import Image
 
 from notpipe.core import checkpoint as ckpt
 from notpipe import environment
-from notpipe.core import fingerprint, gpu_slots
+from notpipe.core import fingerprint
 from notpipe.core.costs import Cost, GammaSchedule, make_cost
 from notpipe.core.noise import GaussianNoise, ImageNoise
 from notpipe.core.optim import make_adam
@@ -40,6 +40,7 @@ from notpipe.data.noise_source import NoiseInputs, NoiseSampler
 from notpipe.io import atomic_path
 from notpipe.paths import snapshot_steps  # noqa: F401  (part of this API)
 from notpipe.train import distributed, tracking
+from notpipe.train.devices import pick_device, pick_devices  # noqa: F401  (part of this API)
 from notpipe.train.collapse import CollapseMonitor
 from notpipe.train import otm_models
 from notpipe.train.models import ResNetD, UNet
@@ -49,32 +50,6 @@ log = logging.getLogger(__name__)
 from notpipe.seeds import (
     TRAIN_GRID as GRID_SEED_OFFSET,  # fixed grid noise, never the training stream
 )
-
-
-def _claim(want_gpu: bool, n: int):
-    """``n`` GPU slots (:mod:`notpipe.core.gpu_slots`, held until the process exits) when a GPU
-    is wanted and CUDA is present; None (the CPU) otherwise."""
-    return gpu_slots.claim_for_job(n, log=log.info) if want_gpu and torch.cuda.is_available() else None
-
-
-def pick_device(want_gpu: bool) -> torch.device:
-    """The claimed CUDA device (one free slot among the visible devices) when a GPU is wanted
-    and present, else the CPU."""
-    claim = _claim(want_gpu, 1)
-    if claim is None:
-        return torch.device("cpu")
-    torch.cuda.set_device(claim.indices[0])
-    return torch.device(f"cuda:{claim.indices[0]}")
-
-
-def pick_devices(want_gpu: bool, n: int) -> bool:
-    """For a run on ``n`` processes: claim ``n`` GPU slots and restrict ``CUDA_VISIBLE_DEVICES``
-    to them (the ranks, started afterwards, use ``cuda:LOCAL_RANK``); True when on CUDA."""
-    claim = _claim(want_gpu, n)
-    if claim is None:
-        return False
-    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(claim.entries)
-    return True
 
 
 def build_models(model: dict, cost: Cost, size: int,
