@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 COLUMNS = ["run", "step", "metric", "map", "value", "std", "n_images", "extractor", "smoke", "seconds"]
 
 
+#: fewest images of a split (or half) whose FID baseline is computed (np.cov of one image is undefined)
+MIN_HALF = 2
+
+
 def _features(ref: dict | None, array: np.ndarray, n: int, extractor, batch: int) -> np.ndarray:
     """The first ``n`` rows of the cached features of ``array`` (``ref``), else computed from ``array``."""
     f = None if ref is None else ref.get("features")
@@ -57,7 +61,7 @@ def baselines(run_name: str, run: dict, source_test: np.ndarray | None, target_t
 
     tgt = _features(ref, target_test, int(ref["n"]), extractor, ev["batch"])
     kid = ev.get("kid", True)
-    if run["source"] != NOISE_SOURCE and source_test is not None:
+    if run["source"] != NOISE_SOURCE and source_test is not None and len(source_test) >= MIN_HALF:
         t0 = time.perf_counter()
         n = len(source_test) if ev["n_test"] is None else min(ev["n_test"], len(source_test))
         src = _features(source_ref, source_test, n, extractor, ev["batch"])
@@ -69,9 +73,13 @@ def baselines(run_name: str, run: dict, source_test: np.ndarray | None, target_t
     t0 = time.perf_counter()
     perm = np.random.default_rng(ev["seed"]).permutation(len(tgt))
     a, b = tgt[np.sort(perm[: len(tgt) // 2])], tgt[np.sort(perm[len(tgt) // 2:])]
-    add("fid", "target_halves", fidlib.fid_from_features(a, b), len(a), time.perf_counter() - t0)
-    if kid:
-        add("kid", "target_halves", fidlib.kid_from_features(a, b, seed=ev["seed"]), len(a))
+    if len(a) < MIN_HALF:  # a covariance needs several images: no floor for a tiny test split
+        log.info("%s: the target test split (%d images) is too small for the target-halves floor", run_name,
+                 len(tgt))
+    else:
+        add("fid", "target_halves", fidlib.fid_from_features(a, b), len(a), time.perf_counter() - t0)
+        if kid:
+            add("kid", "target_halves", fidlib.kid_from_features(a, b, seed=ev["seed"]), len(a))
     for r in rows:
         log.info("%s: %s of the %s map: %.4f (%d images)", run_name, r["metric"], r["map"], r["value"], r["n_images"])
     return pd.DataFrame(rows, columns=COLUMNS)
