@@ -105,3 +105,26 @@ def test_baselines_from_cached_features(tmp_path):
     assert ext.calls == calls + 2 and df.iloc[0]["n_images"] == 10
     df = evaluate.baselines("r", {"source": "noise"}, None, tgt, ref, ev, ext)  # generation: the floor only
     assert set(df["map"]) == {"target_halves"}
+
+
+def test_dry_run_plans_weights_package_for_the_package_index_source(tmp_path):
+    """The Snakemake plan: rule weights_package makes the converted file before the evaluation, rule
+    eval_baselines runs per run and the summary waits for it."""
+    import re
+
+    import yaml
+    from snakemake_runner import run_snakemake
+
+    run = {"source": "shapes_circles", "target": "shapes_squares", "image_size": 16, "cost": {"name": "strong"},
+           "model": {"t_base": 4, "t_depth": 2, "f_nf": 4, "f_max": 8}, "steps": 4, "batch": 4, "k_t": 2,
+           "log_every": 2, "checkpoint_every": 2, "grid_every": 4}
+    cfg = {"images": {"runs": {"tiny": run}}, "datasets": {"shapes_circles": {"n": 40}, "shapes_squares": {"n": 40}},
+           "eval": {"feature_extractor": "legacy_pytorch", "lpips_backbone": "random",
+                    "inception_sources": ["package_index", "url"]}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake("-n", "--cores", "1", "--configfile", str(tmp_path / "c.yaml"), "--directory",
+                         str(tmp_path), "results/main/eval/summary.csv")
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.MULTILINE))
+    assert jobs.get("weights_package") == "1" and "weights" not in jobs, proc.stdout
+    assert f"output: results/weights/{W.PACKAGE_FILE}" in proc.stdout
+    assert jobs.get("eval_baselines") == "1" and "output: results/main/eval/tiny/baselines.csv" in proc.stdout
