@@ -156,6 +156,9 @@ def _check_images(cfg: dict, errors: list[str], only: str | None = None) -> None
         size, depth = run["image_size"], run["model"]["t_depth"]
         if run["model"]["arch"] == "unet" and size % (2 ** depth):
             errors.append(f"{where}.image_size: {size} must be divisible by 2**model.t_depth = {2 ** depth}")
+        if run["model"].get("channels", 3) != 3 and run["model"]["arch"] != "unet":
+            errors.append(f"{where}.model.channels: grey maps are U-Net maps; model.arch "
+                          f"{run['model']['arch']} works on 3 channels (remove channels)")
         if size < 8 or size & (size - 1):
             errors.append(f"{where}.image_size: {size} must be a power of two (ResNet_D halves it down to 4)")
         if run["batch"] % run["gpus"]:

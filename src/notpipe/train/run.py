@@ -43,6 +43,7 @@ from notpipe.train import distributed, tracking
 from notpipe.train.devices import pick_device, pick_devices  # noqa: F401  (part of this API)
 from notpipe.train.collapse import CollapseMonitor
 from notpipe.train import otm_models
+from notpipe.train.grey import GreyMap, GreyPotential
 from notpipe.train.models import ResNetD, UNet
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,11 @@ def build_models(model: dict, cost: Cost, size: int,
         else:
             noise_ch = model["noise_channels"]
             noise = ImageNoise(noise_ch, size, model["z_std"])
-    T = UNet(3, 3, base=model["t_base"], noise_channels=noise_ch, latent_dim=latent, depth=model["t_depth"])
-    f = ResNetD(size, 3, nf=model["f_nf"], nf_max=model["f_max"])
+    ch = int(model.get("channels", 3))  # 1: grey maps on RGB stores (notpipe.train.grey)
+    T = UNet(ch, ch, base=model["t_base"], noise_channels=noise_ch, latent_dim=latent, depth=model["t_depth"])
+    f = ResNetD(size, ch, nf=model["f_nf"], nf_max=model["f_max"])
+    if ch == 1:
+        return GreyMap(T), GreyPotential(f), noise
     return T, f, noise
 
 
