@@ -2,7 +2,7 @@
 
 Every entry says where the data comes from (``url`` to download, or ``path`` of a
 local archive/directory when the source cannot be downloaded by a script), its
-``format``, optional ``sha256``, the ``crop`` rule and the domain pairs that use
+``format``, optional ``sha256`` (or a published ``md5``), the ``crop`` rule and the domain pairs that use
 it, and how it is resized (``resample``, ``stored_size``) and augmented (``augment``,
 :mod:`notpipe.data.augment`). The config's ``datasets:`` block adds entries or overrides
 fields of these defaults (one level deep), so a new data set needs config only::
@@ -103,9 +103,13 @@ DEFAULT_DATASETS: dict[str, dict] = {
                       "content_sha256": ["c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
                                          "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"],
                       "pairs": ["mnist->fashion_mnist", "fashion_mnist->mnist"]},
-    # no sha256 is published for KMNIST's files: recorded in checksums.json on first download
+    # no sha256 is published for KMNIST's files (their sha256 is recorded in checksums.json on first
+    # download); md5: of the gzip files from CODH, as pinned by torchvision.datasets.KMNIST.resources,
+    # checked first. MD5 catches a corrupt or changed file, not a deliberately forged collision.
     "kmnist": {"url": [_KMNIST.format("train-images-idx3-ubyte.gz"), _KMNIST.format("t10k-images-idx3-ubyte.gz")],
-               "format": "idx", "split": "files", "crop": "none", "size_bytes": 2.1e7, "pairs": ["mnist->kmnist"]},
+               "format": "idx", "split": "files", "crop": "none", "size_bytes": 2.1e7,
+               "md5": ["bdb82020997e1d708af4cf47b453dcf7", "5c965bf0a639b31b8f53240b1b52f4d7"],
+               "pairs": ["mnist->kmnist"]},
     "shapes_circles": {"format": "shapes", "shape": "circle", "n": 6000, "seed": 0, "crop": "none",
                        "pairs": ["shapes_circles->shapes_squares"]},
     "shapes_squares": {"format": "shapes", "shape": "square", "n": 6000, "seed": 1, "crop": "none",
@@ -133,7 +137,7 @@ def resolve_datasets(user: dict | None = None) -> dict[str, dict]:
     for name, spec in (user or {}).items():
         base = out.get(name, {})
         if "url" in spec or "path" in spec:  # a new source replaces both source keys
-            base = {k: v for k, v in base.items() if k not in ("url", "path", "sha256")}
+            base = {k: v for k, v in base.items() if k not in ("url", "path", "sha256", "md5")}
         out[name] = {**base, **copy.deepcopy(spec)}
     for name, spec in out.items():
         for k, v in DATASET_DEFAULTS.items():
@@ -183,24 +187,24 @@ def file_name(source: str) -> str:
 
 
 def sources(spec: dict, raw_dir: str | Path) -> list[dict]:
-    """The input files of one data set: ``[{url, path, sha256}]``.
+    """The input files of one data set: ``[{url, path, sha256, md5}]`` (None where not pinned).
 
     Downloads go to ``raw_dir/<key>/<file name>`` (one folder per URL:
     :func:`notpipe.paths.download_relpath`); relative local paths are taken
     inside ``raw_dir`` (absolute ones and ``~`` as given).
     """
     raw_dir = Path(raw_dir)
-    shas = _listify(spec.get("sha256"))
+    shas, md5s = _listify(spec.get("sha256")), _listify(spec.get("md5"))
     out = []
     if spec.get("path"):
         for i, p in enumerate(_listify(spec["path"])):
             path = Path(str(p)).expanduser()
             out.append({"url": None, "path": path if path.is_absolute() else raw_dir / path,
-                        "sha256": shas[i] if i < len(shas) else None})
+                        "sha256": shas[i] if i < len(shas) else None, "md5": md5s[i] if i < len(md5s) else None})
     else:
         for i, u in enumerate(_listify(spec.get("url"))):
             out.append({"url": u, "path": raw_dir / download_relpath(u),
-                        "sha256": shas[i] if i < len(shas) else None})
+                        "sha256": shas[i] if i < len(shas) else None, "md5": md5s[i] if i < len(md5s) else None})
     return out
 
 

@@ -15,11 +15,13 @@
   fails at once.
 * A finished file that is an HTML page (``Content-Type: text/html``, or starting
   with ``<!DOCTYPE html`` / ``<html``) is moved aside to ``dest.bad``. So is a
-  file whose sha256 differs from ``sha256`` or from the entry in the
-  ``checksums`` JSON file (``{file name: sha256}``), or does not start with
-  ``sha256_prefix`` (torch.hub names: ``alexnet-owt-7be5be79.pth``). In each case
-  :class:`DownloadError` says why. A file name not yet in ``checksums`` has its
-  sha256 recorded (trust on first use).
+  file whose MD5 differs from a published ``md5`` (checked first; it catches
+  corruption and a changed file, not a deliberate collision), or whose sha256
+  differs from ``sha256`` or from the entry in the ``checksums`` JSON file
+  (``{file name: sha256}``), or does not start with ``sha256_prefix`` (torch.hub
+  names: ``alexnet-owt-7be5be79.pth``). In each case :class:`DownloadError` says
+  why. A file name not yet in ``checksums`` has its sha256 recorded (trust on
+  first use), after any ``md5`` check has passed.
 * On success ``dest.part`` is ``os.replace``'d onto ``dest``, so ``dest`` only
   ever names a complete, verified file.
 * Bounds: a body larger than ``max_bytes`` (announced or sent) is refused and
@@ -88,21 +90,29 @@ class _Retry(Exception):
 
 def config_options(cfg: dict, url: str) -> dict:
     """:func:`fetch` keywords for data set download ``url`` under the validated config ``cfg``:
-    its ``data`` block's offline, retries and limits, and the size cap from the ``size_bytes`` of
-    the data sets that download ``url`` (the largest, if several)."""
+    its ``data`` block's offline, retries and limits, the size cap from the ``size_bytes`` of
+    the data sets that download ``url`` (the largest, if several) and the published ``md5`` they
+    pin for it (None if none). Two data sets that pin different MD5s for one URL are an error."""
     from notpipe.data.datasets import resolve_datasets, sources
 
     data = cfg["data"]
-    sizes = [spec.get("size_bytes") for spec in resolve_datasets(cfg["datasets"]).values()
-             if not spec.get("path") and any(s["url"] == url for s in sources(spec, "."))]
+    known = resolve_datasets(cfg["datasets"])
+    users = {name: next((s for s in sources(spec, ".") if s["url"] == url), None)
+             for name, spec in known.items() if not spec.get("path")}
+    users = {name: src for name, src in users.items() if src}  # the data sets that download url
+    sizes = [known[name].get("size_bytes") for name in users]
     cap = max((max_bytes_for(size, data["download_max_bytes"]) for size in sizes),
               default=int(data["download_max_bytes"]))
+    md5s = {name: src["md5"].strip().lower() for name, src in users.items() if src.get("md5")}
+    if len(set(md5s.values())) > 1:
+        raise DownloadError(f"{url}: datasets {' and '.join(f'{n}.md5 {m}' for n, m in md5s.items())} "
+                            "pin different MD5s for this file; make them agree")
     return {"offline": data["offline"], "retries": data["retries"], "max_bytes": cap,
             "deadline": float(data["download_deadline"]), "min_rate": float(data["download_min_rate"]),
-            "lock_wait": float(data["lock_wait"])}
+            "lock_wait": float(data["lock_wait"]), "md5": next(iter(md5s.values()), None)}
 
 
-def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
+def fetch(url: str, dest: str | Path, *, sha256: str | None = None, md5: str | None = None,
           checksums: str | Path | None = None, offline: bool = False,
           sha256_prefix: str | None = None, retries: int = 5, backoff: float = 1.0, timeout: float = 60.0,
           progress: bool = True, chunk_size: int = 1 << 20, max_bytes: int | None = None,
@@ -119,6 +129,9 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
         holds a rejected file.
     sha256 : str, optional
         Expected hex digest.
+    md5 : str, optional
+        Published hex MD5 of the file (where its host or a library publishes no sha256), checked
+        before the sha256 is recorded.
     checksums : str or Path, optional
         JSON file ``{key: sha256}``. A recorded entry is checked. A missing
         entry is added.
@@ -154,7 +167,7 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
     dest = Path(dest)
     key = checksum_key or dest.name
     if _regular_or_absent(dest, "download target"):
-        _verify(dest, dest, url, sha256, checksums, sha256_prefix, key)
+        _verify(dest, dest, url, sha256, checksums, sha256_prefix, key, md5)
         return dest
     if offline:
         where = dest.absolute()
@@ -172,10 +185,10 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None,
                      DEFAULT_MAX_BYTES if max_bytes is None else int(max_bytes))
     with held(_sibling(dest, ".lock"), f"download {dest}", min(lock_wait, deadline)):
         if _regular_or_absent(dest, "download target"):  # another process finished it while we waited
-            _verify(dest, dest, url, sha256, checksums, sha256_prefix, key)
+            _verify(dest, dest, url, sha256, checksums, sha256_prefix, key, md5)
             return dest
         return _fetch_locked(url, dest, sha256, checksums, sha256_prefix, key, retries, backoff,
-                             timeout, progress, chunk_size, limits)
+                             timeout, progress, chunk_size, limits, md5)
 
 
 class _Limits:
@@ -205,7 +218,8 @@ def _kept(part: Path) -> str:
 
 
 def _fetch_locked(url: str, dest: Path, sha256, checksums, sha256_prefix, key: str, retries: int,
-                  backoff: float, timeout: float, progress: bool, chunk_size: int, limits: _Limits) -> Path:
+                  backoff: float, timeout: float, progress: bool, chunk_size: int, limits: _Limits,
+                  md5: str | None = None) -> Path:
     part = _sibling(dest, ".part")
     _regular_or_absent(part, "partial download")
     attempt = 0
@@ -239,7 +253,7 @@ def _fetch_locked(url: str, dest: Path, sha256, checksums, sha256_prefix, key: s
             f"download of {url} returned an HTML web page (e.g. a login, quota or "
             f"virus-scan page) instead of the archive; it was kept at {bad}: download "
             f"the file in a browser and put it at {dest}")
-    digest = _verify(part, dest, url, sha256, checksums, sha256_prefix, key)
+    digest = _verify(part, dest, url, sha256, checksums, sha256_prefix, key, md5)
     os.replace(part, dest)
     log.info("downloaded %s (%d bytes, sha256 %s)", dest, dest.stat().st_size, digest)
     return dest

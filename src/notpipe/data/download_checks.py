@@ -1,10 +1,12 @@
 """Checks around a download: local sources must be regular files (not devices, pipes or
-links to them); a finished file is verified against its pinned or recorded sha256, an HTML
-error page is set aside, and ``checksums.json`` records what was fetched."""
+links to them); a finished file is verified against its published MD5 (where one is pinned) and
+its pinned or recorded sha256, an HTML error page is set aside, and ``checksums.json`` records
+what was fetched."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -59,11 +61,38 @@ def _regular_or_absent(path: Path, what: str) -> bool:
     raise DownloadError(f"{what} {path} is {kind}: move it away and re-run")
 
 
+def md5_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """Hex MD5 digest of a file (to compare with a published MD5; not a security hash)."""
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_md5(path: Path, dest: Path, url: str | None, md5: str | None, key: str = "expected") -> None:
+    """Refuse ``path`` (the file that becomes or is ``dest``) when its MD5 differs from the
+    published ``md5``: it is moved to ``dest.bad`` and :class:`DownloadError` says so in one line.
+    ``key`` names where the MD5 comes from (``datasets.kmnist.md5``). No-op when ``md5`` is None."""
+    if md5 is None:
+        return
+    got = md5_file(path)
+    if got != md5.strip().lower():
+        bad = _set_aside(path, dest)
+        origin = f" from {url}" if url else ""
+        raise DownloadError(
+            f"md5 mismatch for {dest}{origin}: {key} {md5}, got {got}; the file was kept at {bad}: "
+            "delete it and re-run to download again, or fix the MD5 if the upstream file has "
+            "legitimately changed")
+
+
 def _verify(path: Path, dest: Path, url: str, sha256: str | None,
-            checksums: str | Path | None, prefix: str | None = None, key: str | None = None) -> str:
-    """Check ``path`` against ``sha256``, ``prefix`` and the checksum recorded under ``key``
-    (default ``dest``'s name), record it if new, return the digest."""
+            checksums: str | Path | None, prefix: str | None = None, key: str | None = None,
+            md5: str | None = None) -> str:
+    """Check ``path`` against ``md5``, ``sha256``, ``prefix`` and the checksum recorded under
+    ``key`` (default ``dest``'s name), record it if new, return the sha256."""
     key = key or dest.name
+    check_md5(path, dest, url, md5)  # before anything is recorded: a bad file's sha256 never is
     got = sha256_file(path)
     if prefix is not None and not got.startswith(prefix.strip().lower()):
         bad = _set_aside(path, dest)

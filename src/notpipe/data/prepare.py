@@ -39,6 +39,7 @@ from notpipe.data.datasets import (
     missing_local_message,
     sources,
 )
+from notpipe.data.download_checks import check_md5
 from notpipe.data.locks import DEFAULT_WAIT, build_conflict, build_record, held
 from notpipe.io import atomic_path, sha256_file, write_json
 
@@ -101,6 +102,8 @@ def _open_source(name: str, spec: dict, size: int, raw_dir: Path, tmp: Path, off
         if not (f["path"].is_file() or f["path"].is_dir()):  # a device, pipe or socket: never read
             raise DatasetError(f"data set '{name}': {f['path']} is not a regular file or folder; give the "
                                f"archive file or the folder of images")
+        if f.get("md5") and f["path"].is_file():  # the published MD5, before the file is read
+            check_md5(f["path"], f["path"], f["url"], f["md5"], f"expected (datasets.{name}.md5)")
     paths = [f["path"] for f in files]
     if fmt == "igan_hdf5_zip":
         n, it = _read_hdf5_zip(paths[0], spec["hdf5_key"], tmp, limits)
