@@ -122,7 +122,7 @@ def build_trainer(run: dict, sample_p, sample_q, device: str | torch.device = "c
         T.load_state_dict(init["T"])
         f.load_state_dict(init["f"])
     sp = run["speed"]
-    channels_last = bool(sp["channels_last"])  # faster on CUDA and on CPU (benchmarks/README.md)
+    channels_last = bool(sp["channels_last"])  # faster on CUDA and on CPU (docs/notes/2026-11-23-benchmarks.md)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     T, f = T.to(device, memory_format=fmt), f.to(device, memory_format=fmt)
     o = run["optim"]
