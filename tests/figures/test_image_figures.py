@@ -111,6 +111,44 @@ def test_fid_curve(tmp_path, smoke):
     _check(tmp_path / "curve")
 
 
+def _baselines(smoke: bool = False) -> pd.DataFrame:
+    """A baselines.csv: the identity map's FID/KID and the floor (target halves)."""
+    ext = "random_seed0_smoke" if smoke else "legacy_pytorch"
+    return pd.DataFrame([{"run": "r", "step": None, "metric": m, "map": k, "value": v, "extractor": ext,
+                          "smoke": smoke} for m, k, v in (("fid", "identity", 209.2), ("kid", "identity", 0.18),
+                                                           ("fid", "target_halves", 39.64),
+                                                           ("kid", "target_halves", 0.0))])
+
+
+def test_fid_curve_draws_the_identity_map_and_the_floor():
+    fig = ip.figure_fid_curve(_curve(False), "curve", _baselines())
+    fid_ax, cost_ax = fig.axes
+    refs = {ln.get_label(): set(ln.get_ydata()) for ln in fid_ax.get_lines()}
+    assert refs["identity map (source inputs): 209.2"] == {209.2}
+    assert refs["floor (target halves): 39.64"] == {39.64}
+    legend = [t.get_text() for t in fid_ax.get_legend().get_texts()]
+    assert "identity map (source inputs): 209.2" in legend and "floor (target halves): 39.64" in legend
+    lo, hi = fid_ax.get_ylim()
+    assert lo < 39.64 and hi > 209.2  # both lines inside the panel
+    assert len(cost_ax.get_lines()) == 1  # the reference lines are FIDs: the FID panel only
+    plt.close(fig)
+    fig = ip.figure_fid_curve(_curve(False), "curve")  # without baselines.csv: the curve alone
+    assert [ln.get_label() for ln in fig.axes[0].get_lines()] == ["r"]
+    plt.close(fig)
+    assert ip.fid_baselines(_baselines().query("map != 'target_halves'"))[0]["map"] == "identity"
+    assert len(ip.fid_baselines(_baselines().query("map != 'target_halves'"))) == 1
+    assert ip.fid_baselines(pd.DataFrame(columns=["run", "metric", "map", "value"])) == []
+
+
+@pytest.mark.parametrize("fid_smoke", [False, True])
+def test_fid_curve_smoke_label_follows_the_fid_extractor(fid_smoke):
+    """curve.csv's smoke is true when LPIPS alone used random weights; the FID rows say what the FID is."""
+    fig = ip.figure_fid_curve(_curve(True), "curve", _baselines(smoke=fid_smoke))
+    assert (_flat(fig.axes[0].get_ylabel()) == SMOKE_TEXT) == fid_smoke
+    assert fig.get_suptitle() == ("curve [smoke]" if fid_smoke else "curve")
+    plt.close(fig)
+
+
 def test_smoke_flag_from_csv_strings(tmp_path):
     p = tmp_path / "curve.csv"
     _curve(True).to_csv(p, index=False)
@@ -229,6 +267,34 @@ def test_script_cli_losses(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "fontTools" not in r.stderr  # font subsetting chatter stays out of the logs
     _check(out.with_suffix(""))
+
+
+def test_script_draws_baselines_from_the_named_input(tmp_path):
+    """The fid_curve rule's named input ``baselines`` reaches the figure; other kinds refuse it."""
+    import logging
+    import runpy
+    from types import SimpleNamespace
+
+    from snakemake.iocontainers import InputFiles
+
+    curve, base = tmp_path / "curve.csv", tmp_path / "baselines.csv"
+    _curve(False).to_csv(curve, index=False)
+    _baselines().to_csv(base, index=False)
+    outs = {}
+    for name, inputs in (("plain", [str(curve)]),
+                         ("with", InputFiles(fromdict={"data": str(curve), "baselines": str(base)}))):
+        out, logf = tmp_path / name / "r_fid_curve.pdf", tmp_path / f"{name}.log"
+        smk = SimpleNamespace(params=SimpleNamespace(kind="fid_curve", title="r"), input=inputs,
+                              output=[str(out)], log=[str(logf)])
+        try:
+            runpy.run_path(str(SCRIPT), init_globals={"snakemake": smk}, run_name="__main__")
+        finally:
+            logging.basicConfig(force=True)  # drop the handler on the closed log file
+        outs[name] = (out.with_suffix(".png").read_bytes(), logf.read_text())
+    assert "identity map's FID and the floor drawn from" in outs["with"][1]
+    assert "floor" not in outs["plain"][1] and outs["with"][0] != outs["plain"][0]
+    with pytest.raises(ValueError, match="only --kind fid_curve draws baselines"):
+        _script().main("losses", [str(curve)], str(tmp_path / "x.pdf"), baselines=str(base))
 
 
 def test_script_help():

@@ -26,8 +26,67 @@ def test_image_table_marks_smoke_and_separates_published():
     assert r"a\_b &" in t and r"s$^\dagger$" in t and "not comparable" in t
     assert r"13.45 $\pm$ 0.12" in t and r"20 $\pm$ 0.3" in t
     row = [ln for ln in t.splitlines() if ln.startswith("s$")][0]
-    assert row.count("&") == 12
+    assert row.count("&") == 14
     assert "18.5 (60)" in t and "last snapshot" in t  # the best snapshot by FID beside the last one
+
+
+def _row(**kw) -> dict:
+    return {"source": "mnist", "target": "fashion_mnist", "cost": "strong", "image_size": 32, "step": 1200,
+            "extractor": "legacy_pytorch", "smoke": False, "fid": 203.2, "fid_identity": 209.2,
+            "fid_target_halves": 39.64, **kw}
+
+
+def _lines(t: str, start: str) -> list[int]:
+    return [i for i, ln in enumerate(t.splitlines()) if ln.startswith(start)]
+
+
+def test_image_table_keeps_real_features_apart_from_smoke():
+    df = pd.DataFrame([
+        _row(run="sm", source="shapes_circles", target="shapes_squares", extractor="random_seed0_smoke", smoke=True),
+        _row(run="mf"),
+        _row(run="gen", source="shapes_circles", target="shapes_squares"),
+        _row(run="mk", extractor="clean", target="kmnist")])
+    t = tables.image_table(df)
+    real = _lines(t, r"\multicolumn{15}{l}{\textit{real data, real Inception features (extractor "
+                     r"\texttt{legacy\_pytorch}")
+    clean = _lines(t, r"\multicolumn{15}{l}{\textit{real data, real Inception features (extractor \texttt{clean}")
+    gen = _lines(t, r"\multicolumn{15}{l}{\textit{generated data (not real images), real Inception features")
+    smoke = _lines(t, r"\multicolumn{15}{l}{\textit{smoke: random Inception weights (extractor "
+                      r"\texttt{random\_seed0\_smoke}), numbers only check the plumbing; generated data")
+    assert len(real) == len(clean) == len(gen) == len(smoke) == 1
+    # each run right under its own block's title; real features first, smoke last
+    assert _lines(t, "mf &") == [real[0] + 1] and _lines(t, "mk &") == [clean[0] + 1]
+    assert _lines(t, "gen &") == [gen[0] + 1] and _lines(t, "sm$^\\dagger$ &") == [smoke[0] + 1]
+    assert real[0] < clean[0] < gen[0] < smoke[0]
+    caption = [ln for ln in t.splitlines() if ln.startswith(r"\caption")][0]
+    assert "clean-fid)" not in caption and "each block names" in caption
+    # one extractor, real: no smoke block, no smoke note, and the extractor named
+    one = tables.image_table(pd.DataFrame([_row(run="mf")]))
+    assert r"\textit{smoke" not in one and r"\dagger" not in one and "clean-fid" not in one
+    assert r"\texttt{legacy\_pytorch}" in one
+
+
+def test_image_table_has_the_identity_map_and_the_floor_beside_fid():
+    df = pd.DataFrame([_row(run="mf", published_fid=13.45, published_image_size=32),
+                       _row(run="gen", source="noise", fid_identity=None)])
+    t = tables.image_table(df, generated=[])
+    assert "step & FID of $T$ & FID identity & FID floor & best FID (step)" in t
+    assert "mnist $\\to$ fashion\\_mnist & strong & 32 & 1200 & 203.2 & 209.2 & 39.64 &" in t
+    assert _lines(t, "gen &") and "& 203.2 & -- & 39.64 &" in t.splitlines()[_lines(t, "gen &")[0]]
+    assert t.splitlines()[_lines(t, "mf &")[0]].endswith("& 13.45 & 32 \\\\")  # published columns last
+    assert r"\cmidrule(lr){1-13}\cmidrule(lr){14-15}" in t and "identity map" in t and "floor" in t
+
+
+def test_generated_datasets_follow_the_registry():
+    datasets = {"mnist": {"format": "idx"}, "my_shapes": {"format": "shapes"},
+                "noisy_shapes": {"format": "derived", "base": "my_shapes"},
+                "noisy_celeba": {"format": "derived", "base": "celeba"}, "celeba": {"format": "celeba"}}
+    assert tables.generated_datasets(datasets) == ["my_shapes", "noisy_shapes"]
+    assert {"shapes_circles", "shapes_squares"} <= set(tables.generated_datasets())
+    assert "mnist" not in tables.generated_datasets()
+    df = pd.DataFrame([_row(run="x", source="my_shapes", target="mnist")])
+    assert "generated data (not real images)" in tables.image_table(df, tables.generated_datasets(datasets))
+    assert "generated data" not in tables.image_table(df)
 
 
 def test_toy_table_rows():

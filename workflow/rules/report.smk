@@ -1,19 +1,21 @@
 # Report: one rule per figure and table (each rebuildable alone by asking for its file),
 # then report/main.pdf compiled by latexmk. Generated LaTeX goes to results/{suite}/report/ (Layout.generated).
 
-_IMAGE_FIGURES = {  # kind -> (input, title)
-    "grid": (L.final("{run}"), "test inputs (first row) and T(x, z)"),
-    "losses": (L.train_log("{run}"), "training curves"),
-    "fid_curve": (L.eval_curve("{run}"), "FID and transport cost over training"),
+_IMAGE_FIGURES = {  # kind -> (named inputs, title)
+    "grid": ({"data": L.final("{run}")}, "test inputs (first row) and T(x, z)"),
+    "losses": ({"data": L.train_log("{run}")}, "training curves"),
+    # the identity map's FID and the floor (eval_baselines, computed for every run) as reference lines
+    "fid_curve": ({"data": L.eval_curve("{run}"), "baselines": L.eval_baselines("{run}")},
+                  "FID and transport cost over training"),
 }
 
-for _kind, (_input, _title) in _IMAGE_FIGURES.items():
+for _kind, (_inputs, _title) in _IMAGE_FIGURES.items():
 
     rule:
         name:
             f"image_figure_{_kind}"
         input:
-            _input,
+            **_inputs,
         output:
             pdf=L.image_figure("{run}", _kind),
             png=report(L.image_figure("{run}", _kind, "png"), caption="../report/images.rst",
@@ -82,6 +84,13 @@ rule report_table_toy:
         "../scripts/report_table.py"
 
 
+def _generated_datasets():
+    """The suite's generated data sets (not real images): the images table says so for their runs."""
+    from notpipe.report.tables import generated_datasets
+
+    return generated_datasets(DATASETS)
+
+
 rule report_table_images:
     input:
         lambda w: [L.eval_summary()] if RUNS else [],
@@ -89,6 +98,7 @@ rule report_table_images:
         L.generated("table_images"),
     params:
         kind="images",
+        generated=lambda w: _generated_datasets(),
     log:
         L.log("report", "table_images.log"),
     conda:

@@ -5,7 +5,8 @@ Kinds and their input:
               needs --data-dir; the first --n-inputs source test images and, for a
               stochastic map, --n-z draws T(x, z_j) (fixed seed)
   losses      one log.csv (from train)
-  fid_curve   one curve.csv (from eval_curve)
+  fid_curve   one curve.csv (from eval_curve); with --baselines the run's baselines.csv (from
+              eval_baselines): the identity map's FID and the floor as labelled lines
   tradeoff    one summary.csv (from eval_summary)
   throughput  several results/SUITE/train/RUN/log.csv (the run name is the parent folder)
 
@@ -53,8 +54,11 @@ def grid_rows(snapshot: str, data_dir: str, n_inputs: int = N_INPUTS, n_z: int =
 
 
 def main(kind: str, inputs: list[str], out_pdf: str, title: str = "", data_dir: str | None = None,
-         n_inputs: int = N_INPUTS, n_z: int = N_Z, run: dict | None = None) -> tuple[Path, Path]:
-    """Read ``inputs`` and write ``out_pdf`` plus the PNG beside it with ``image_plots.plot_<kind>``."""
+         n_inputs: int = N_INPUTS, n_z: int = N_Z, run: dict | None = None,
+         baselines: str | None = None) -> tuple[Path, Path]:
+    """Read ``inputs`` and write ``out_pdf`` plus the PNG beside it with ``image_plots.plot_<kind>``.
+
+    ``baselines``: a run's baselines.csv, drawn on the fid_curve figure (refused for other kinds)."""
     import pandas as pd  # here, not at the top, so that --help stays instant
 
     from notpipe.figures import images as image_plots
@@ -66,6 +70,8 @@ def main(kind: str, inputs: list[str], out_pdf: str, title: str = "", data_dir: 
         raise ValueError(f"{kind} needs at least one input file")
     if kind != "throughput" and len(inputs) != 1:
         raise ValueError(f"{kind} takes exactly one input file, got {len(inputs)}: {inputs}")
+    if baselines and kind != "fid_curve":
+        raise ValueError(f"--baselines {baselines}: only --kind fid_curve draws baselines, not {kind}; drop it")
     out_pdf = str(out_pdf)
     if not out_pdf.endswith(".pdf"):
         raise ValueError(f"output must end in .pdf, got {out_pdf!r}")
@@ -88,6 +94,11 @@ def main(kind: str, inputs: list[str], out_pdf: str, title: str = "", data_dir: 
                 key, k = f"{name} ({k})", k + 1
             logs[key] = pd.read_csv(p)
         pdf, png = image_plots.plot_throughput(logs, stem, title)
+    elif kind == "fid_curve":
+        pdf, png = image_plots.plot_fid_curve(pd.read_csv(inputs[0]), stem, title,
+                                              pd.read_csv(baselines) if baselines else None)
+        if baselines:
+            log.info("the identity map's FID and the floor drawn from %s", baselines)
     else:
         pdf, png = getattr(image_plots, f"plot_{kind}")(pd.read_csv(inputs[0]), stem, title)
     log.info("wrote %s and %s", pdf, png)
@@ -101,6 +112,8 @@ def _parser():
                    help="snapshot, log.csv, curve.csv or summary.csv (see above); repeatable")
     p.add_argument("--out", dest="out_pdf", required=True, metavar="OUT.pdf",
                    help="PDF path; the PNG goes beside it")
+    p.add_argument("--baselines", default=None, metavar="CSV",
+                   help="fid_curve: the run's baselines.csv (identity map and floor lines)")
     p.add_argument("--title", default="", help="figure title (grid: run and f-step when empty)")
     p.add_argument("--data-dir", default=None, help="prepared data folder (grid only), e.g. results/data")
     p.add_argument("--n-inputs", type=int, default=N_INPUTS, help="grid: test inputs (columns)")
@@ -110,7 +123,9 @@ def _parser():
 
 def _from_snakemake(smk) -> dict:
     prm = smk.params
-    return dict(kind=prm.kind, inputs=list(smk.input), out_pdf=smk.output[0],
+    baselines = getattr(smk.input, "baselines", None)  # a named input of the fid_curve rule
+    return dict(kind=prm.kind, inputs=[p for p in smk.input if p != baselines], out_pdf=smk.output[0],
+                baselines=baselines,
                 title=getattr(prm, "title", "") or "", data_dir=getattr(prm, "data_dir", None),
                 n_inputs=getattr(prm, "n_inputs", N_INPUTS), n_z=getattr(prm, "n_z", N_Z),
                 run=getattr(prm, "run", None))

@@ -13,7 +13,9 @@ from notpipe.stage import entry
 EMPTY = {"toy": "No toy experiments in this configuration.\n", "images": "No image runs in this configuration.\n"}
 
 
-def main(kind: str, inputs: list[str], out: str) -> None:
+def main(kind: str, inputs: list[str], out: str, generated: list[str] | None = None) -> None:
+    """``generated``: the generated data sets (not real images) of the suite (images table; default: the
+    built-in registry's)."""
     import pandas as pd
 
     from notpipe.report import tables
@@ -23,7 +25,8 @@ def main(kind: str, inputs: list[str], out: str) -> None:
     text = EMPTY[kind]
     if inputs:
         df = pd.read_csv(inputs[0])
-        text = tables.toy_table(df) if kind == "toy" else tables.image_table(df) + tables.restoration_table(df)
+        text = (tables.toy_table(df) if kind == "toy"
+                else tables.image_table(df, generated) + tables.restoration_table(df))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(text)
 
@@ -38,5 +41,6 @@ def _parser():
 
 if __name__ == "__main__":
     smk = globals().get("snakemake")
-    entry(main, _parser(), lambda s: dict(kind=s.params.kind, inputs=list(s.input), out=s.output[0]), smk,
+    entry(main, _parser(), lambda s: dict(kind=s.params.kind, inputs=list(s.input), out=s.output[0],
+                                    generated=getattr(s.params, "generated", None)), smk,
           torch_threads=False)

@@ -6,8 +6,8 @@ Every ``plot_<kind>`` writes ``{stem}.pdf`` and ``{stem}.png`` through
 the open :class:`~matplotlib.figure.Figure` so that tests (or a notebook) can
 inspect labels before anything is written.
 
-Inputs are the stage's own files: ``log.csv`` of a training run, ``curve.csv``
-and ``summary.csv`` of the evaluation. Optional columns (KID, LPIPS, gradient
+Inputs are the stage's own files: ``log.csv`` of a training run, ``curve.csv``,
+``baselines.csv`` and ``summary.csv`` of the evaluation. Optional columns (KID, LPIPS, gradient
 norms, ``fid_std``, published numbers) are used when present and skipped when
 absent or empty. FIDs from the random-weight smoke extractor are labelled as
 such on the axis and in the title, so they never read as real FIDs.
@@ -138,9 +138,41 @@ def plot_grid(grid_rows: list[np.ndarray], row_labels: list[str], stem: str | Pa
 
 
 # --------------------------------------------------------------------- FID curve
-def figure_fid_curve(curve: pd.DataFrame, title: str) -> plt.Figure:
-    """FID and transport cost against the f-step of each evaluated snapshot (one line per run)."""
-    smoke = is_smoke(curve)
+#: the reference lines of the FID panel: baselines.csv ``map`` -> (label, dash pattern)
+BASELINES = {"identity": ("identity map (source inputs)", (0, (5, 2))),
+             "target_halves": ("floor (target halves)", (0, (1.2, 1.6)))}
+
+
+def fid_baselines(baselines: pd.DataFrame | None) -> list[dict]:
+    """The FID rows of a ``baselines.csv`` to draw: ``{"map", "run", "value", "label", "dash"}`` each,
+    identity map first, then the floor; rows with no finite value are left out."""
+    if baselines is None or baselines.empty or not {"metric", "map", "value"} <= set(baselines):
+        return []
+    rows = baselines[baselines["metric"] == "fid"]
+    runs = list(dict.fromkeys(rows["run"])) if "run" in rows else [None]
+    out = []
+    for mapname, (label, dash) in BASELINES.items():
+        for _, r in rows[rows["map"] == mapname].iterrows():
+            value = pd.to_numeric(r["value"], errors="coerce")
+            if not np.isfinite(value):
+                continue
+            run = r.get("run")
+            out.append({"map": mapname, "run": run, "value": float(value), "dash": dash,
+                        "label": f"{label}{f', {run}' if len(runs) > 1 else ''}: {value:.4g}"})
+    return out
+
+
+def figure_fid_curve(curve: pd.DataFrame, title: str, baselines: pd.DataFrame | None = None) -> plt.Figure:
+    """FID and transport cost against the f-step of each evaluated snapshot (one line per run).
+
+    ``baselines``: the run's ``baselines.csv``; the FID of the identity map and the floor (two halves
+    of the target reference) are then drawn as labelled horizontal black lines on the FID panel, and
+    whether the FID is smoke is read from its FID rows (the FID extractor's own flag; ``curve.csv``'s
+    ``smoke`` is true when any metric, LPIPS too, used random weights).
+    """
+    refs = fid_baselines(baselines)
+    fid_rows = None if baselines is None or "metric" not in baselines else baselines[baselines["metric"] == "fid"]
+    smoke = is_smoke(fid_rows) if fid_rows is not None and len(fid_rows) else is_smoke(curve)
     curve = curve.sort_values("step")
     runs = list(dict.fromkeys(curve["run"])) if "run" in curve else [None]
     fig, axes = plt.subplots(1, 2, figsize=style.figsize("two", 0.32), sharex=True)
@@ -158,17 +190,20 @@ def figure_fid_curve(curve: pd.DataFrame, title: str) -> plt.Figure:
         step_axis(ax)
         if not ax.lines:
             ax.text(0.5, 0.5, f"no {col} values", transform=ax.transAxes, ha="center", va="center")
+    for ref in refs:
+        axes[0].axhline(ref["value"], color=NEUTRAL, ls=ref["dash"], lw=0.9, label=ref["label"])
     axes[0].set_title("FID" + (" (smoke)" if smoke else "") + " vs. training")
     axes[1].set_title("transport cost vs. training")
-    if len(runs) > 1 and axes[0].lines:
-        axes[0].legend(loc="best")
+    if (len(runs) > 1 or refs) and axes[0].lines:
+        axes[0].legend(loc="best", fontsize=6.5)
     fig.suptitle(_title(title, smoke))
     return fig
 
 
-def plot_fid_curve(curve: pd.DataFrame, stem: str | Path, title: str) -> tuple[Path, Path]:
-    """Write FID / transport cost against the f-step from a ``curve.csv``."""
-    return save_figure(figure_fid_curve(curve, title), stem)
+def plot_fid_curve(curve: pd.DataFrame, stem: str | Path, title: str,
+                   baselines: pd.DataFrame | None = None) -> tuple[Path, Path]:
+    """Write FID / transport cost against the f-step from a ``curve.csv`` (and the run's ``baselines.csv``)."""
+    return save_figure(figure_fid_curve(curve, title, baselines), stem)
 
 
 # --------------------------------------------------------------------- trade-off

@@ -2,7 +2,8 @@
 
 Every number in a table comes from a CSV written by a rule; published numbers
 sit in their own, labelled columns; smoke results (random-weight feature
-extractors) are marked with a dagger and a note.
+extractors) are marked with a dagger and a note, and the image table puts rows
+scored with real and with smoke Inception features in separately labelled blocks.
 """
 
 from __future__ import annotations
@@ -30,14 +31,16 @@ def num(v, digits: int = 3, std=None) -> str:
     return out
 
 
-def _table(header: list[str], rows: list[list[str]], spec: str, caption: str, label: str,
+def _table(header: list[str], rows: list[list[str] | str], spec: str, caption: str, label: str,
            group: str | None = None, notes: list[str] = ()) -> str:
+    """A booktabs table; a ``str`` row is written as it is (a block title, a rule)."""
     lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{caption}}}", rf"\label{{{label}}}",
              r"\resizebox{\linewidth}{!}{%", rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
     if group:
         lines.append(group)
     lines += [" & ".join(header) + r" \\", r"\midrule"]
-    lines += [" & ".join(r) + r" \\" for r in rows] or [rf"\multicolumn{{{len(header)}}}{{c}}{{(no runs)}} \\"]
+    lines += [r if isinstance(r, str) else " & ".join(r) + r" \\" for r in rows] or \
+        [rf"\multicolumn{{{len(header)}}}{{c}}{{(no runs)}} \\"]
     lines += [r"\bottomrule", r"\end{tabular}}"]
     for n in notes:
         lines.append(rf"\par\smallskip\footnotesize {n}")
@@ -77,34 +80,109 @@ def _best(r) -> str:
     return f"{num(r['best_fid'], 4)} ({int(r['best_step'])})"
 
 
-def image_table(summary: pd.DataFrame) -> str:
-    """Our image metrics per run, with the published NOT FID in separate columns."""
-    header = ["run", "pair", "cost", "px", "step", "FID", "best FID (step)", "KID", "LPIPS cont.", "LPIPS div.",
-              "cost", "FID", "px"]
-    group = (r"\multicolumn{11}{c}{ours (computed by this pipeline)} & "
-             r"\multicolumn{2}{c}{published (reference)} \\ \cmidrule(lr){1-11}\cmidrule(lr){12-13}")
-    rows, any_smoke, any_noise = [], False, False
+#: a word on each real FID extractor (``eval.feature_extractor``) for the block titles
+EXTRACTORS = {"legacy_pytorch": "pytorch-fid's InceptionV3, the NOT papers'", "clean": "clean-fid's Inception"}
+#: data set formats made here rather than read from real images
+GENERATED_FORMATS = ("shapes",)
+
+
+def generated_datasets(datasets: dict[str, dict] | None = None) -> list[str]:
+    """Names of the data sets that are generated, not real images: format ``shapes``, or derived
+    from such a set. ``datasets``: the resolved registry (default: the built-in one)."""
+    from notpipe.data.datasets import DEFAULT_DATASETS, base_of
+
+    datasets = DEFAULT_DATASETS if datasets is None else datasets
+
+    def generated(name: str) -> bool:
+        spec = datasets.get(name, {})
+        base = base_of(spec)
+        return generated(base) if base in datasets else spec.get("format") in GENERATED_FORMATS
+
+    return sorted(n for n in datasets if generated(n))
+
+
+def _flag(v) -> bool:
+    """A CSV flag (bool, 0/1 or "True"/"False"); missing is False."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return False
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "1.0", "yes")
+    return bool(v)
+
+
+def _extractor(r) -> str:
+    v = r.get("extractor")
+    return "not recorded" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
+def _block_title(smoke: bool, extractor: str, generated: bool) -> str:
+    """What a block of the image table is: real or generated data, real or smoke Inception features."""
+    ext = rf"extractor \texttt{{{tex(extractor)}}}"
+    data = "generated data (not real images)" if generated else "real data"
+    if smoke:
+        return rf"smoke: random Inception weights ({ext}), numbers only check the plumbing; {data}"
+    gloss = EXTRACTORS.get(extractor)
+    return rf"{data}, real Inception features ({ext}" + (f": {tex(gloss)})" if gloss else ")")
+
+
+def image_table(summary: pd.DataFrame, generated: list[str] | None = None) -> str:
+    """Our image metrics per run beside the FID of the identity map and of the floor, with the
+    published NOT FID in separate columns.
+
+    Rows come in labelled blocks: real Inception features first, one block per extractor (and per
+    real or generated data), then the smoke rows (random Inception weights).
+
+    Parameters
+    ----------
+    summary : ``results/SUITE/eval/summary.csv`` (``extractor``, ``smoke``, ``fid``, ``fid_identity``,
+        ``fid_target_halves``, ... per run)
+    generated : names of the generated data sets (default :func:`generated_datasets`)
+    """
+    gen = set(generated_datasets() if generated is None else generated)
+    header = ["run", "pair", "cost", "px", "step", "FID of $T$", "FID identity", "FID floor", "best FID (step)",
+              "KID", "LPIPS cont.", "LPIPS div.", "cost", "FID", "px"]
+    ours = len(header) - 2
+    group = (rf"\multicolumn{{{ours}}}{{c}}{{ours (computed by this pipeline)}} & "
+             rf"\multicolumn{{2}}{{c}}{{published (reference)}} \\ \cmidrule(lr){{1-{ours}}}"
+             rf"\cmidrule(lr){{{ours + 1}-{ours + 2}}}")
+    blocks: dict[tuple, list[list[str]]] = {}
+    any_smoke, any_noise = False, False
     for _, r in summary.iterrows():
-        smoke = bool(r.get("smoke", False))
+        smoke = _flag(r.get("smoke", False))
         any_smoke |= smoke
         noise = r["source"] == "noise"  # OTM generation: no content to keep
         any_noise |= noise
+        key = (smoke, r["source"] in gen or r["target"] in gen, _extractor(r))
         dag = r"$^\dagger$" if smoke else ""
-        rows.append([tex(r["run"]) + dag, tex(f"{r['source']} -> {r['target']}").replace("->", r"$\to$"),
-                     tex(r["cost"]), str(int(r["image_size"])), str(int(r["step"])),
-                     num(r.get("fid"), 4, r.get("fid_std")), _best(r), num(r.get("kid"), 2),
-                     r"n/a$^\ddagger$" if noise else num(r.get("lpips_content"), 3),
-                     num(r.get("lpips_diversity"), 3), num(r.get("transport_cost"), 3),
-                     num(r.get("published_fid"), 4, r.get("published_fid_std")),
-                     num(r.get("published_image_size"), 3)])
+        blocks.setdefault(key, []).append([
+            tex(r["run"]) + dag, tex(f"{r['source']} -> {r['target']}").replace("->", r"$\to$"),
+            tex(r["cost"]), str(int(r["image_size"])), str(int(r["step"])),
+            num(r.get("fid"), 4, r.get("fid_std")), num(r.get("fid_identity"), 4),
+            num(r.get("fid_target_halves"), 4), _best(r), num(r.get("kid"), 2),
+            r"n/a$^\ddagger$" if noise else num(r.get("lpips_content"), 3),
+            num(r.get("lpips_diversity"), 3), num(r.get("transport_cost"), 3),
+            num(r.get("published_fid"), 4, r.get("published_fid_std")),
+            num(r.get("published_image_size"), 3)])
+    rows: list = []
+    for i, key in enumerate(sorted(blocks, key=lambda k: (k[0], k[1]))):  # real features, real data first
+        smoke, generated_data, extractor = key
+        if i:
+            rows.append(r"\midrule")
+        title = _block_title(smoke, extractor, generated_data)
+        rows.append(rf"\multicolumn{{{len(header)}}}{{l}}{{\textit{{{title}}}}} \\")
+        rows += blocks[key]
     notes = [r"$^\dagger$ smoke: random-weight Inception / LPIPS trunk (no weights on this machine); "
              "these numbers only check the pipeline and are not comparable with published FIDs."] if any_smoke else []
     if any_noise:
         notes.append(r"$^\ddagger$ generation from noise (OTM): the input is noise, so there is no LPIPS "
-                     "content term; FID/KID are against the target's test split.")
-    return _table(header, rows, "lllrr" + "r" * 6 + "|rr",
-                  "Image translation on the test split, at the last snapshot (step): FID and KID (clean-fid), "
-                  "the best snapshot by FID with its step, LPIPS content "
+                     "content term and no identity map; FID/KID are against the target's test split.")
+    return _table(header, rows, "lllrr" + "r" * 8 + "|rr",
+                  "Image translation on the test split, at the last snapshot (step): FID and KID with the "
+                  "Inception features each block names (real features and smoke features never share a "
+                  "block), beside the FID of the identity map (the source test inputs left as they are, "
+                  "against the same target reference: a map that does not go below it has learnt nothing "
+                  "about the target) and the floor (two disjoint halves of the target reference images "
+                  "against each other); the best snapshot by FID with its step, LPIPS content "
                   "(input vs output) and diversity (stochastic maps), per-pixel transport cost. "
                   "Published FIDs (NOT and Kernel NOT: authors' notebooks) are references, not our results, and "
                   "appear only beside a run of the same image size evaluated under the same protocol; "
