@@ -124,3 +124,18 @@ def test_textures_published_number_needs_the_augmented_protocol(tmp_path, repo):
     s = evaluate.summary([one], runs, pub).iloc[0]
     assert s.published_fid == 24.84 and s.published_method.startswith("NOT (kernel")
     assert run_protocol("clean", 50) is None and run_protocol("legacy_pytorch") == "not_test_split"
+
+
+def test_summary_marks_lpips_from_a_random_trunk_beside_real_fid(tmp_path, repo):
+    """Real FID features and a random LPIPS trunk (the MNIST suite): the LPIPS numbers are smoke."""
+    rows = [{"run": "mf", "step": 10, "metric": m, "map": "T", "value": v, "std": None, "n_images": 10,
+             "extractor": ext, "smoke": smoke, "seconds": 1.0}
+            for m, v, ext, smoke in (("fid", 150.0, "legacy_pytorch", False),
+                                     ("lpips_diversity", 0.05, "lpips_alex_random_smoke", True))]
+    p = tmp_path / "m.csv"
+    pd.DataFrame(rows).to_csv(p, index=False)
+    runs = {"mf": {"source": "mnist", "target": "fashion_mnist", "cost": {"name": "weak"}, "image_size": 32}}
+    s = evaluate.summary([p], runs, repo / "workflow/resources/published_fid.csv").iloc[0]
+    assert not s.smoke and s.lpips_smoke
+    pd.DataFrame(rows[:1]).to_csv(p, index=False)  # no LPIPS: no flag
+    assert "lpips_smoke" not in evaluate.summary([p], runs, repo / "workflow/resources/published_fid.csv")

@@ -126,3 +126,13 @@ def test_otm_rows_generation_has_no_lpips_content_and_restoration_gets_its_table
     assert "gen &" not in r and "20 & 90 & 25 & 11 & 0.003 & 0.08 & 5.92 & 25.49 & 166.6" in row
     assert "published FID (OTM paper)" in r and "tab:restoration" in r
     assert tables.restoration_table(df.drop(columns=["psnr"])) == ""
+
+
+def test_image_table_marks_smoke_lpips_in_a_real_block():
+    t = tables.image_table(pd.DataFrame([_row(run="mf", lpips_content=0.16, lpips_diversity=0.027,
+                                              lpips_smoke=True),
+                                         _row(run="mb", lpips_content=0.2, lpips_smoke=False)]), generated=[])
+    mf = [ln for ln in t.splitlines() if ln.startswith("mf &")][0]
+    mb = [ln for ln in t.splitlines() if ln.startswith("mb &")][0]
+    assert r"0.16$^\S$" in mf and r"0.027$^\S$" in mf and r"\S" not in mb
+    assert r"$^\S$ LPIPS with a random trunk" in t

@@ -51,6 +51,9 @@ def summary(metrics_csvs: list[str | Path], runs: dict, published_csv: str | Pat
                "extractor": t.loc["fid", "extractor"], "smoke": bool(t.loc["fid", "smoke"])}
         if curve_csvs is not None:
             row.update(best_by_fid(curve_csvs[i]))
+        lp = [m for m in t.index if str(m).startswith("lpips")]
+        if lp:  # LPIPS with a random trunk is smoke even where the FID features are real
+            row["lpips_smoke"] = bool(t.loc[lp, "smoke"].astype(bool).any())
         for metric in t.index:
             row[metric] = t.loc[metric, "value"]
             if pd.notna(t.loc[metric, "std"]):

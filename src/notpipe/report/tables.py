@@ -115,6 +115,11 @@ def _extractor(r) -> str:
     return "not recorded" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 
+def _marked(cell: str, mark: str) -> str:
+    """A number with its footnote mark; a dash (no value) stays bare."""
+    return cell + mark if cell not in ("--", "") else cell
+
+
 def _block_title(smoke: bool, extractor: str, generated: bool) -> str:
     """What a block of the image table is: real or generated data, real or smoke Inception features."""
     ext = rf"extractor \texttt{{{tex(extractor)}}}"
@@ -146,10 +151,12 @@ def image_table(summary: pd.DataFrame, generated: list[str] | None = None) -> st
              rf"\multicolumn{{2}}{{c}}{{published (reference)}} \\ \cmidrule(lr){{1-{ours}}}"
              rf"\cmidrule(lr){{{ours + 1}-{ours + 2}}}")
     blocks: dict[tuple, list[list[str]]] = {}
-    any_smoke, any_noise = False, False
+    any_smoke, any_noise, any_lp_smoke = False, False, False
     for _, r in summary.iterrows():
         smoke = _flag(r.get("smoke", False))
         any_smoke |= smoke
+        lp = r"$^\S$" if _flag(r.get("lpips_smoke", False)) and not smoke else ""
+        any_lp_smoke |= bool(lp)
         noise = r["source"] == "noise"  # OTM generation: no content to keep
         any_noise |= noise
         key = (smoke, r["source"] in gen or r["target"] in gen, _extractor(r))
@@ -159,8 +166,8 @@ def image_table(summary: pd.DataFrame, generated: list[str] | None = None) -> st
             tex(r["cost"]), str(int(r["image_size"])), str(int(r["step"])),
             num(r.get("fid"), 4, r.get("fid_std")), num(r.get("fid_identity"), 4),
             num(r.get("fid_target_halves"), 4), _best(r), num(r.get("kid"), 2),
-            r"n/a$^\ddagger$" if noise else num(r.get("lpips_content"), 3),
-            num(r.get("lpips_diversity"), 3), num(r.get("transport_cost"), 3),
+            r"n/a$^\ddagger$" if noise else _marked(num(r.get("lpips_content"), 3), lp),
+            _marked(num(r.get("lpips_diversity"), 3), lp), num(r.get("transport_cost"), 3),
             num(r.get("published_fid"), 4, r.get("published_fid_std")),
             num(r.get("published_image_size"), 3)])
     rows: list = []
@@ -173,6 +180,9 @@ def image_table(summary: pd.DataFrame, generated: list[str] | None = None) -> st
         rows += blocks[key]
     notes = [r"$^\dagger$ smoke: random-weight Inception / LPIPS trunk (no weights on this machine); "
              "these numbers only check the pipeline and are not comparable with published FIDs."] if any_smoke else []
+    if any_lp_smoke:
+        notes.append(r"$^\S$ LPIPS with a random trunk (its ImageNet weights are not on this machine): a smoke "
+                     "number beside real FIDs, it only checks the pipeline.")
     if any_noise:
         notes.append(r"$^\ddagger$ generation from noise (OTM): the input is noise, so there is no LPIPS "
                      "content term and no identity map; FID/KID are against the target's test split.")
