@@ -84,13 +84,6 @@ rule report_table_toy:
         "../scripts/report_table.py"
 
 
-def _generated_datasets():
-    """The suite's generated data sets (not real images): the images table says so for their runs."""
-    from notpipe.report.tables import generated_datasets
-
-    return generated_datasets(DATASETS)
-
-
 rule report_table_images:
     input:
         lambda w: [L.eval_summary()] if RUNS else [],
@@ -98,7 +91,7 @@ rule report_table_images:
         L.generated("table_images"),
     params:
         kind="images",
-        generated=lambda w: _generated_datasets(),
+        generated=lambda w: generated_datasets(DATASETS),  # not real images: the table says so
     log:
         L.log("report", "table_images.log"),
     conda:
