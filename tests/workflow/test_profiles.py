@@ -9,6 +9,7 @@ the --gpus=1/--cpus-per-gpu/--mem 32000 requests, while the localrules run in th
 process itself. What a real single-node SLURM shows (jobs run to COMPLETED, logs, scancel,
 no accounting) is in tests/workflow/test_slurm_real.py."""
 
+import itertools
 import json
 import os
 import re
@@ -158,8 +159,10 @@ def test_slurm_profile_dry_run(how, tmp_path, slurm_env):
     proc = run_snakemake("-n", how, str(SLURM), "--configfile", str(TOY), "--directory", str(tmp_path), cwd=tmp_path)
     out = proc.stdout + proc.stderr
     assert "This was a dry-run" in out
-    train = out[out.index("rule train:"):]
-    train = train[:train.index("\n\n")]
+    # the train job's block: its indented lines, up to the next job's header
+    lines = out[out.index("rule train:"):].splitlines()
+    train = "\n".join([lines[0]] + list(itertools.takewhile(lambda ln: ln.startswith("    "), lines[1:])))
+    assert "resources:" in train, train
     # set-resources for train, the environment variables expanded, gpu from the rule
     assert "slurm_partition=gpu" in train and "slurm_account=notpipe_acct" in train, train
     assert "runtime=2880" in train and "mem_mb=32000" in train and "gpu=1" in train and "cpus_per_gpu=4" in train
