@@ -104,10 +104,16 @@ def write_json(path: str | Path, data) -> Path:
     return atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
-def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 digest of a file, read in chunks of ``chunk_size`` bytes."""
-    h = hashlib.sha256()
+def file_digest(path: str | Path, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:
+    """Hex digest of a file by ``hashlib`` algorithm name, read in chunks of ``chunk_size`` bytes
+    (``md5`` only to compare with a published MD5, never as a security hash)."""
+    h = hashlib.new(algorithm, usedforsecurity=algorithm != "md5")
     with open(path, "rb") as f:
         while chunk := f.read(chunk_size):
             h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 digest of a file, read in chunks of ``chunk_size`` bytes."""
+    return file_digest(path, "sha256", chunk_size)

@@ -6,9 +6,8 @@ from pathlib import Path
 from notpipe.core import fingerprint
 from notpipe.evaluate import weights as _weights
 from notpipe.config import ConfigError, toy_experiments, toy_sweeps, validate_config
-from notpipe.data.datasets import base_of, data_sides, resolve_datasets, sources
+from notpipe.data.datasets import base_of, data_sides, generated_datasets, resolve_datasets, sources
 from notpipe.data.locks import build_conflict
-from notpipe.report.tables import generated_datasets
 from notpipe.paths import Layout, download_relpath, fid_tag, snapshot_steps, step_file
 
 try:

@@ -181,6 +181,23 @@ def base_of(spec: dict) -> str | None:
     return spec.get("base") if spec.get("format") == "derived" else None
 
 
+#: data set formats made here rather than read from real images
+GENERATED_FORMATS = ("shapes",)
+
+
+def generated_datasets(datasets: dict[str, dict] | None = None) -> list[str]:
+    """Names of the data sets that are generated, not real images: format ``shapes``, or derived
+    from such a set. ``datasets``: the resolved registry (default: the built-in one)."""
+    datasets = DEFAULT_DATASETS if datasets is None else datasets
+
+    def generated(name: str) -> bool:
+        spec = datasets.get(name, {})
+        base = base_of(spec)
+        return generated(base) if base in datasets else spec.get("format") in GENERATED_FORMATS
+
+    return sorted(n for n in datasets if generated(n))
+
+
 def file_name(source: str) -> str:
     """File name of a URL or path (query strings dropped)."""
     return Path(urlparse(source).path).name or "download"

@@ -6,7 +6,6 @@ what was fetched."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -15,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from notpipe.io import _write_failure, sha256_file, write_json  # noqa: F401  (sha256_file: part of this API)
+from notpipe.io import _write_failure, file_digest, sha256_file, write_json  # noqa: F401  (sha256_file: part of this API)
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +60,13 @@ def _regular_or_absent(path: Path, what: str) -> bool:
     raise DownloadError(f"{what} {path} is {kind}: move it away and re-run")
 
 
-def md5_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex MD5 digest of a file (to compare with a published MD5; not a security hash)."""
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def check_md5(path: Path, dest: Path, url: str | None, md5: str | None, key: str = "expected") -> None:
     """Refuse ``path`` (the file that becomes or is ``dest``) when its MD5 differs from the
     published ``md5``: it is moved to ``dest.bad`` and :class:`DownloadError` says so in one line.
     ``key`` names where the MD5 comes from (``datasets.kmnist.md5``). No-op when ``md5`` is None."""
     if md5 is None:
         return
-    got = md5_file(path)
+    got = file_digest(path, "md5")
     if got != md5.strip().lower():
         bad = _set_aside(path, dest)
         origin = f" from {url}" if url else ""

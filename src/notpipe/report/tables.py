@@ -12,6 +12,8 @@ import math
 
 import pandas as pd
 
+from notpipe.data.datasets import generated_datasets
+
 _ESCAPE = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
@@ -82,25 +84,6 @@ def _best(r) -> str:
 
 #: a word on each real FID extractor (``eval.feature_extractor``) for the block titles
 EXTRACTORS = {"legacy_pytorch": "pytorch-fid's InceptionV3, the NOT papers'", "clean": "clean-fid's Inception"}
-#: data set formats made here rather than read from real images
-GENERATED_FORMATS = ("shapes",)
-
-
-def generated_datasets(datasets: dict[str, dict] | None = None) -> list[str]:
-    """Names of the data sets that are generated, not real images: format ``shapes``, or derived
-    from such a set. ``datasets``: the resolved registry (default: the built-in one)."""
-    from notpipe.data.datasets import DEFAULT_DATASETS, base_of
-
-    datasets = DEFAULT_DATASETS if datasets is None else datasets
-
-    def generated(name: str) -> bool:
-        spec = datasets.get(name, {})
-        base = base_of(spec)
-        return generated(base) if base in datasets else spec.get("format") in GENERATED_FORMATS
-
-    return sorted(n for n in datasets if generated(n))
-
-
 def _flag(v) -> bool:
     """A CSV flag (bool, 0/1 or "True"/"False"); missing is False."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
